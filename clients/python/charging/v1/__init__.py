@@ -1,0 +1,1 @@
+"""Generated from proto/ by `python -m grid.protogen`; do not edit."""

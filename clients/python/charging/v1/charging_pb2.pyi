@@ -1,0 +1,461 @@
+from google.rpc import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESULT_UNSPECIFIED: _ClassVar[Result]
+    SUCCESS: _ClassVar[Result]
+    CREDIT_LIMIT_REACHED: _ClassVar[Result]
+    USER_UNKNOWN: _ClassVar[Result]
+    RATING_FAILED: _ClassVar[Result]
+    END_USER_SERVICE_DENIED: _ClassVar[Result]
+    RESERVATION_NOT_FOUND: _ClassVar[Result]
+    RESERVATION_ALREADY_RESOLVED: _ClassVar[Result]
+    RESERVATION_EXPIRED: _ClassVar[Result]
+    CHARGE_NOT_FOUND: _ClassVar[Result]
+    REFUND_EXCEEDS_CHARGE: _ClassVar[Result]
+    ACCOUNT_ALREADY_EXISTS: _ClassVar[Result]
+    TARIFF_PLAN_UNKNOWN: _ClassVar[Result]
+    BALANCE_LIMIT_EXCEEDED: _ClassVar[Result]
+    TOO_MANY_RESERVATIONS: _ClassVar[Result]
+
+class Unit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNIT_UNSPECIFIED: _ClassVar[Unit]
+    SECONDS: _ClassVar[Unit]
+    BYTES: _ClassVar[Unit]
+    EVENTS: _ClassVar[Unit]
+
+class AccountState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCOUNT_STATE_UNSPECIFIED: _ClassVar[AccountState]
+    ACTIVE: _ClassVar[AccountState]
+    SUSPENDED: _ClassVar[AccountState]
+    CLOSED: _ClassVar[AccountState]
+
+class ReservationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESERVATION_STATE_UNSPECIFIED: _ClassVar[ReservationState]
+    RESERVATION_ACTIVE: _ClassVar[ReservationState]
+    RESERVATION_COMMITTED: _ClassVar[ReservationState]
+    RESERVATION_RELEASED: _ClassVar[ReservationState]
+    RESERVATION_EXPIRED_STATE: _ClassVar[ReservationState]
+RESULT_UNSPECIFIED: Result
+SUCCESS: Result
+CREDIT_LIMIT_REACHED: Result
+USER_UNKNOWN: Result
+RATING_FAILED: Result
+END_USER_SERVICE_DENIED: Result
+RESERVATION_NOT_FOUND: Result
+RESERVATION_ALREADY_RESOLVED: Result
+RESERVATION_EXPIRED: Result
+CHARGE_NOT_FOUND: Result
+REFUND_EXCEEDS_CHARGE: Result
+ACCOUNT_ALREADY_EXISTS: Result
+TARIFF_PLAN_UNKNOWN: Result
+BALANCE_LIMIT_EXCEEDED: Result
+TOO_MANY_RESERVATIONS: Result
+UNIT_UNSPECIFIED: Unit
+SECONDS: Unit
+BYTES: Unit
+EVENTS: Unit
+ACCOUNT_STATE_UNSPECIFIED: AccountState
+ACTIVE: AccountState
+SUSPENDED: AccountState
+CLOSED: AccountState
+RESERVATION_STATE_UNSPECIFIED: ReservationState
+RESERVATION_ACTIVE: ReservationState
+RESERVATION_COMMITTED: ReservationState
+RESERVATION_RELEASED: ReservationState
+RESERVATION_EXPIRED_STATE: ReservationState
+
+class ReserveRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "session_id", "rating_group", "requested_units")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    session_id: str
+    rating_group: int
+    requested_units: int
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ...) -> None: ...
+
+class ReserveResponse(_message.Message):
+    __slots__ = ("result", "reservation_id", "granted_units", "final_unit_indication", "validity_time_s", "replayed", "trace_id", "held_micros")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_UNIT_INDICATION_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_MICROS_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    reservation_id: str
+    granted_units: int
+    final_unit_indication: bool
+    validity_time_s: int
+    replayed: bool
+    trace_id: str
+    held_micros: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., reservation_id: _Optional[str] = ..., granted_units: _Optional[int] = ..., final_unit_indication: _Optional[bool] = ..., validity_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., held_micros: _Optional[int] = ...) -> None: ...
+
+class DebitRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "reservation_id", "rating_group", "used_units", "final")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    USED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    reservation_id: str
+    rating_group: int
+    used_units: int
+    final: bool
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
+
+class DebitResponse(_message.Message):
+    __slots__ = ("result", "charge_id", "charged_micros", "replayed", "trace_id", "overage", "overage_micros", "late", "released_micros", "rounding_residue_picos")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    charge_id: str
+    charged_micros: int
+    replayed: bool
+    trace_id: str
+    overage: bool
+    overage_micros: int
+    late: bool
+    released_micros: int
+    rounding_residue_picos: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., overage: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., late: _Optional[bool] = ..., released_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "reservation_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    reservation_id: str
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ("result", "released_micros", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    released_micros: int
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., released_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class RefundRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "charge_id", "amount_micros")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    charge_id: str
+    amount_micros: int
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., amount_micros: _Optional[int] = ...) -> None: ...
+
+class RefundResponse(_message.Message):
+    __slots__ = ("result", "refunded_micros", "replayed", "trace_id", "refundable_micros")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    REFUNDABLE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    refunded_micros: int
+    replayed: bool
+    trace_id: str
+    refundable_micros: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., refunded_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., refundable_micros: _Optional[int] = ...) -> None: ...
+
+class TopUpRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "amount_micros")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    amount_micros: int
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., amount_micros: _Optional[int] = ...) -> None: ...
+
+class TopUpResponse(_message.Message):
+    __slots__ = ("result", "balance_micros", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    balance_micros: int
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., balance_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class GetBalanceRequest(_message.Message):
+    __slots__ = ("subscriber_id",)
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
+
+class GetBalanceResponse(_message.Message):
+    __slots__ = ("balance_micros", "reserved_micros", "available_micros", "currency", "result", "credit_limit_micros")
+    BALANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    balance_micros: int
+    reserved_micros: int
+    available_micros: int
+    currency: str
+    result: Result
+    credit_limit_micros: int
+    def __init__(self, balance_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., available_micros: _Optional[int] = ..., currency: _Optional[str] = ..., result: _Optional[_Union[Result, str]] = ..., credit_limit_micros: _Optional[int] = ...) -> None: ...
+
+class GetTransactionRequest(_message.Message):
+    __slots__ = ("subscriber_id", "request_id")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    request_id: str
+    def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetTransactionResponse(_message.Message):
+    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    TOP_UP_FIELD_NUMBER: _ClassVar[int]
+    CREATE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SET_ACCOUNT_STATE_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    reserve: ReserveResponse
+    debit: DebitResponse
+    release: ReleaseResponse
+    refund: RefundResponse
+    top_up: TopUpResponse
+    create_account: CreateAccountResponse
+    set_account_state: SetAccountStateResponse
+    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ...) -> None: ...
+
+class ChargeRequest(_message.Message):
+    __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up")
+    CORRELATION_TAG_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    TOP_UP_FIELD_NUMBER: _ClassVar[int]
+    correlation_tag: int
+    reserve: ReserveRequest
+    debit: DebitRequest
+    release: ReleaseRequest
+    refund: RefundRequest
+    top_up: TopUpRequest
+    def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., debit: _Optional[_Union[DebitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., refund: _Optional[_Union[RefundRequest, _Mapping]] = ..., top_up: _Optional[_Union[TopUpRequest, _Mapping]] = ...) -> None: ...
+
+class ChargeResponse(_message.Message):
+    __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up", "error")
+    CORRELATION_TAG_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    TOP_UP_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    correlation_tag: int
+    reserve: ReserveResponse
+    debit: DebitResponse
+    release: ReleaseResponse
+    refund: RefundResponse
+    top_up: TopUpResponse
+    error: _status_pb2.Status
+    def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class CreateAccountRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    currency: str
+    credit_limit_micros: int
+    tariff_plan_id: str
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., currency: _Optional[str] = ..., credit_limit_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ...) -> None: ...
+
+class CreateAccountResponse(_message.Message):
+    __slots__ = ("result", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class GetAccountRequest(_message.Message):
+    __slots__ = ("subscriber_id",)
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
+
+class Reservation(_message.Message):
+    __slots__ = ("reservation_id", "session_id", "rating_group", "granted_units", "used_units", "held_micros", "state", "granted_at_ms", "expires_at_ms")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    USED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    HELD_MICROS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    session_id: str
+    rating_group: int
+    granted_units: int
+    used_units: int
+    held_micros: int
+    state: ReservationState
+    granted_at_ms: int
+    expires_at_ms: int
+    def __init__(self, reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., granted_units: _Optional[int] = ..., used_units: _Optional[int] = ..., held_micros: _Optional[int] = ..., state: _Optional[_Union[ReservationState, str]] = ..., granted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("subscriber_id", "currency", "state", "credit_limit_micros", "tariff_plan_id", "balance_micros", "reserved_micros", "available_micros")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    currency: str
+    state: AccountState
+    credit_limit_micros: int
+    tariff_plan_id: str
+    balance_micros: int
+    reserved_micros: int
+    available_micros: int
+    def __init__(self, subscriber_id: _Optional[str] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[AccountState, str]] = ..., credit_limit_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., balance_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., available_micros: _Optional[int] = ...) -> None: ...
+
+class GetAccountResponse(_message.Message):
+    __slots__ = ("result", "account", "reservations")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    account: Account
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ...) -> None: ...
+
+class SetAccountStateRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "state")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    state: AccountState
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., state: _Optional[_Union[AccountState, str]] = ...) -> None: ...
+
+class SetAccountStateResponse(_message.Message):
+    __slots__ = ("result", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class RatingGroupRate(_message.Message):
+    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units")
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RATE_UNITS_FIELD_NUMBER: _ClassVar[int]
+    INCREMENT_UNITS_FIELD_NUMBER: _ClassVar[int]
+    rating_group: int
+    unit: Unit
+    price_micros: int
+    rate_units: int
+    increment_units: int
+    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ...) -> None: ...
+
+class TariffPlan(_message.Message):
+    __slots__ = ("tariff_plan_id", "rates", "version")
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    RATES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    tariff_plan_id: str
+    rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
+    version: int
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PutTariffRequest(_message.Message):
+    __slots__ = ("tariff_plan_id", "rates")
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    RATES_FIELD_NUMBER: _ClassVar[int]
+    tariff_plan_id: str
+    rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ...) -> None: ...
+
+class PutTariffResponse(_message.Message):
+    __slots__ = ("result", "version")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    version: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetTariffRequest(_message.Message):
+    __slots__ = ("tariff_plan_id",)
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    tariff_plan_id: str
+    def __init__(self, tariff_plan_id: _Optional[str] = ...) -> None: ...
+
+class GetTariffResponse(_message.Message):
+    __slots__ = ("result", "plan")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    plan: TariffPlan
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,288 @@
+"""Operations a shard applies and the replies it gives, as plain frozen records.
+
+Every operation names its tenant and subscriber (the sharding key). Mutating
+operations carry a request_id: the idempotency record keeps the operation's
+payload (PAYLOAD_FIELDS) and its reply, so a retry is answered without effect.
+`trace_id` travels with the operation but is not payload: a retry has a new one.
+"""
+
+import dataclasses
+from typing import ClassVar, Union
+
+from grid.domain.outcomes import AccountState, ErrorCode, ReservationState, Result
+from grid.domain.rating import TariffPlan
+
+DEFAULT_TENANT = "default"
+
+
+# ---------------------------------------------------------------- mutating
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateAccount:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    currency: str
+    credit_limit_micros: int
+    tariff_plan_id: str
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetAccountState:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    state: AccountState
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "state")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopUp:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    amount_micros: int
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "amount_micros")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reserve:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    session_id: str
+    rating_group: int
+    requested_units: int
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "session_id", "rating_group", "requested_units")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Debit:
+    """Charge used units against a hold, or directly when reservation_id is empty."""
+
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    reservation_id: str
+    rating_group: int
+    used_units: int
+    final: bool
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id", "rating_group", "used_units", "final")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Release:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    reservation_id: str
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refund:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    charge_id: str
+    amount_micros: int
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "charge_id", "amount_micros")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PutTariff:
+    """Create or replace a plan. Catalog writes are idempotent by content."""
+
+    plan: TariffPlan
+    trace_id: str = ""
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetBalance:
+    tenant: str
+    subscriber_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetAccount:
+    tenant: str
+    subscriber_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetTransaction:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetTariff:
+    tariff_plan_id: str
+
+
+# ---------------------------------------------------------------- replies
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateAccountReply:
+    result: Result
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetAccountStateReply:
+    result: Result
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopUpReply:
+    result: Result
+    balance_micros: int = 0
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReserveReply:
+    result: Result
+    reservation_id: str = ""
+    granted_units: int = 0
+    final_unit_indication: bool = False
+    validity_time_s: int = 0
+    held_micros: int = 0
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DebitReply:
+    result: Result
+    charge_id: str = ""
+    charged_micros: int = 0
+    overage: bool = False
+    overage_micros: int = 0
+    late: bool = False
+    released_micros: int = 0
+    rounding_residue_picos: int = 0
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReleaseReply:
+    result: Result
+    released_micros: int = 0
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefundReply:
+    result: Result
+    refunded_micros: int = 0
+    refundable_micros: int = 0
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PutTariffReply:
+    result: Result
+    version: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BalanceReply:
+    result: Result
+    balance_micros: int = 0
+    reserved_micros: int = 0
+    available_micros: int = 0
+    credit_limit_micros: int = 0
+    currency: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReservationView:
+    reservation_id: str
+    session_id: str
+    rating_group: int
+    granted_units: int
+    used_units: int
+    held_micros: int
+    state: ReservationState
+    granted_at_ms: int
+    expires_at_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountReply:
+    result: Result
+    subscriber_id: str = ""
+    currency: str = ""
+    state: AccountState = AccountState.ACCOUNT_STATE_UNSPECIFIED
+    credit_limit_micros: int = 0
+    tariff_plan_id: str = ""
+    balance_micros: int = 0
+    reserved_micros: int = 0
+    available_micros: int = 0
+    reservations: tuple[ReservationView, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TariffReply:
+    result: Result
+    plan: TariffPlan | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejection:
+    """A caller error: nothing changed. `field` names the offending field."""
+
+    code: ErrorCode
+    field: str
+    message: str
+
+
+MutatingReply = Union[
+    CreateAccountReply, SetAccountStateReply, TopUpReply, ReserveReply, DebitReply, ReleaseReply, RefundReply
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransactionReply:
+    found: bool
+    reply: MutatingReply | None = None
+
+
+MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund)
+Operation = Union[
+    CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, PutTariff,
+    GetBalance, GetAccount, GetTransaction, GetTariff,
+]
+Reply = Union[MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, Rejection]
+
+
+def first_differing_field(stored, incoming) -> str | None:
+    """The first payload field in which a retry differs from the original."""
+    if type(stored) is not type(incoming):
+        return "operation"
+    for name in type(stored).PAYLOAD_FIELDS:
+        if getattr(stored, name) != getattr(incoming, name):
+            return name
+    return None

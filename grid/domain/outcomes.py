@@ -1,0 +1,95 @@
+"""Enumerations shared by the core and the wire: results, states, units, errors.
+
+The numbers equal the proto enums of charging.v1 and are never reused
+(a test holds the two in step).
+"""
+
+import enum
+
+
+class Result(enum.IntEnum):
+    """Business outcome of an operation (an outcome is data, not an exception)."""
+
+    RESULT_UNSPECIFIED = 0
+    SUCCESS = 1  # Diameter 2001
+    CREDIT_LIMIT_REACHED = 2  # 4012
+    USER_UNKNOWN = 3  # 5030
+    RATING_FAILED = 4  # 5031
+    END_USER_SERVICE_DENIED = 5  # 4010
+    RESERVATION_NOT_FOUND = 6  # 5002
+    RESERVATION_ALREADY_RESOLVED = 7  # 5002
+    RESERVATION_EXPIRED = 8  # 4011
+    CHARGE_NOT_FOUND = 9  # 5003
+    REFUND_EXCEEDS_CHARGE = 10  # 5003
+    ACCOUNT_ALREADY_EXISTS = 11  # 5012
+    TARIFF_PLAN_UNKNOWN = 12  # 5012
+    BALANCE_LIMIT_EXCEEDED = 13  # 5012
+    TOO_MANY_RESERVATIONS = 14  # 5012
+
+
+# Diameter Result-Code of each outcome (RFC 4006 section 9, RFC 6733 7.1).
+DIAMETER_RESULT_CODE = {
+    Result.SUCCESS: 2001,
+    Result.CREDIT_LIMIT_REACHED: 4012,
+    Result.USER_UNKNOWN: 5030,
+    Result.RATING_FAILED: 5031,
+    Result.END_USER_SERVICE_DENIED: 4010,
+    Result.RESERVATION_NOT_FOUND: 5002,
+    Result.RESERVATION_ALREADY_RESOLVED: 5002,
+    Result.RESERVATION_EXPIRED: 4011,
+    Result.CHARGE_NOT_FOUND: 5003,
+    Result.REFUND_EXCEEDS_CHARGE: 5003,
+    Result.ACCOUNT_ALREADY_EXISTS: 5012,
+    Result.TARIFF_PLAN_UNKNOWN: 5012,
+    Result.BALANCE_LIMIT_EXCEEDED: 5012,
+    Result.TOO_MANY_RESERVATIONS: 5012,
+}
+
+
+class Unit(enum.IntEnum):
+    UNIT_UNSPECIFIED = 0
+    SECONDS = 1
+    BYTES = 2
+    EVENTS = 3
+
+
+class AccountState(enum.IntEnum):
+    ACCOUNT_STATE_UNSPECIFIED = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    CLOSED = 3
+
+
+class ReservationState(enum.IntEnum):
+    RESERVATION_STATE_UNSPECIFIED = 0
+    ACTIVE = 1
+    COMMITTED = 2
+    RELEASED = 3
+    EXPIRED = 4
+
+
+class ErrorCode(enum.IntEnum):
+    """Caller errors the core can answer; the shells map them to gRPC codes.
+
+    Values equal grpc.StatusCode numbers (google.rpc.Code).
+    """
+
+    INVALID_ARGUMENT = 3
+    ALREADY_EXISTS = 6
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    UNAVAILABLE = 14
+
+
+class JournalKind(enum.IntEnum):
+    """What a journal record tells: one kind per effect (or denial)."""
+
+    ACCOUNT_CREATED = 1
+    TOP_UP = 2
+    RESERVE = 3
+    DEBIT = 4
+    RELEASE = 5
+    REFUND = 6
+    EXPIRE = 7
+    ACCOUNT_STATE = 8
+    TARIFF = 9

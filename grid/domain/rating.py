@@ -1,0 +1,76 @@
+"""Rating: the exact cost of usage under a tariff plan (v1: one price per rating group).
+
+The cost of u units is ceil(ceil(u / increment) * increment * price / rate_units)
+micros: computed in integers, rounded once, up to the next micro. The rounding
+residue (charged minus exact) is returned so the journal can record it.
+"""
+
+import dataclasses
+
+from grid.domain.outcomes import Unit
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rate:
+    """The price of one rating group: price_micros per rate_units, in increments."""
+
+    rating_group: int
+    unit: Unit
+    price_micros: int
+    rate_units: int
+    increment_units: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TariffPlan:
+    tariff_plan_id: str
+    rates: tuple[Rate, ...]
+    version: int = 0
+
+    def rate_for(self, rating_group: int) -> Rate | None:
+        for rate in self.rates:
+            if rate.rating_group == rating_group:
+                return rate
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cost:
+    """A rated cost: what is charged and the residue of rounding it once."""
+
+    charged_micros: int
+    # charged - exact, in 10^-12 of the currency unit (micro-micros), truncated.
+    rounding_residue_picos: int
+
+
+PICOS_PER_MICRO = 1_000_000
+
+
+def billed_units(rate: Rate, units: int) -> int:
+    """Usage rounded up to a whole number of increments."""
+    increments = -(-units // rate.increment_units)
+    return increments * rate.increment_units
+
+
+def cost(rate: Rate, units: int) -> Cost:
+    assert units >= 0
+    numerator = billed_units(rate, units) * rate.price_micros
+    charged = -(-numerator // rate.rate_units)
+    residue_picos = (charged * rate.rate_units - numerator) * PICOS_PER_MICRO // rate.rate_units
+    assert charged * rate.rate_units >= numerator
+    return Cost(charged_micros=charged, rounding_residue_picos=residue_picos)
+
+
+def affordable_units(rate: Rate, available_micros: int, cap_units: int) -> int:
+    """The most units, a whole number of increments and at most cap_units, whose
+    cost fits in available_micros.
+
+    ceil(x) <= A  <=>  x <= A for integer A, so k increments are affordable iff
+    k * increment * price <= A * rate_units.
+    """
+    if available_micros <= 0 and rate.price_micros > 0:
+        return 0
+    if rate.price_micros == 0:
+        return cap_units
+    increments = (available_micros * rate.rate_units) // (rate.increment_units * rate.price_micros)
+    return min(cap_units, increments * rate.increment_units)

@@ -1,0 +1,124 @@
+"""The records a shard keeps and persists: accounts, holds, charges, idempotency
+records, journal entries and the shard's meta record.
+
+Accounts, reservations and charges are mutable in memory (the shard owns them
+alone); journal and idempotency records are written once and never change.
+"""
+
+import dataclasses
+
+from grid.domain.outcomes import AccountState, JournalKind, ReservationState, Result
+
+AccountKey = tuple[str, str]  # (tenant, subscriber_id)
+
+
+@dataclasses.dataclass(slots=True)
+class Account:
+    tenant: str
+    subscriber_id: str
+    currency: str
+    credit_limit_micros: int
+    tariff_plan_id: str
+    state: AccountState
+    # Money on the account, holds included; may go below zero only by overage
+    # or late usage, which was consumed before it was reported.
+    balance_micros: int
+    # Sum of the account's active holds (expired but unswept ones included).
+    reserved_micros: int
+    created_at_ms: int
+
+    @property
+    def key(self) -> AccountKey:
+        return (self.tenant, self.subscriber_id)
+
+    def available_micros(self, reserved_micros: int | None = None) -> int:
+        held = self.reserved_micros if reserved_micros is None else reserved_micros
+        return self.balance_micros - held + self.credit_limit_micros
+
+
+@dataclasses.dataclass(slots=True)
+class Reservation:
+    """A real hold of money for granted units of one rating group."""
+
+    reservation_id: str
+    tenant: str
+    subscriber_id: str
+    session_id: str
+    rating_group: int
+    granted_units: int
+    used_units: int
+    # What is still held; debits draw it down, resolution returns the rest.
+    held_micros: int
+    state: ReservationState
+    granted_at_ms: int
+    expires_at_ms: int
+    request_id: str
+
+    @property
+    def account_key(self) -> AccountKey:
+        return (self.tenant, self.subscriber_id)
+
+
+@dataclasses.dataclass(slots=True)
+class Charge:
+    """Money taken from an account: what refunds are bounded by."""
+
+    charge_id: str
+    tenant: str
+    subscriber_id: str
+    amount_micros: int
+    refunded_micros: int
+    reservation_id: str
+    rating_group: int
+    used_units: int
+    charged_at_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A request id's operation and the reply it got: answers every retry."""
+
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    operation: object
+    reply: object
+    recorded_at_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One effect (or denial), in shard order: the trail a dispute is settled from."""
+
+    sequence: int
+    at_ms: int
+    kind: JournalKind
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    result: Result
+    # The reservation or charge this record is about, if any.
+    reference_id: str = ""
+    rating_group: int = 0
+    units: int = 0
+    amount_micros: int = 0
+    balance_before_micros: int = 0
+    balance_after_micros: int = 0
+    reserved_before_micros: int = 0
+    reserved_after_micros: int = 0
+    rounding_residue_picos: int = 0
+    tariff_plan_id: str = ""
+    tariff_version: int = 0
+    late: bool = False
+    overage_micros: int = 0
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class ShardMeta:
+    """Counters that must survive a restart, written with every batch."""
+
+    shard_id: int
+    epoch: int = 0
+    next_journal_sequence: int = 1
+    next_object_id: int = 1

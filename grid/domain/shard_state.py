@@ -1,0 +1,647 @@
+"""The shard state machine: every rule money obeys, applied one operation at a time.
+
+Theory of operation. A shard owns the accounts of its slots. `apply_batch`
+takes operations in arrival order and a `now_ms`, first expires the holds that
+are due (a journaled sweep), then applies each operation to completion before
+the next: no operation observes another half-done, so per-subscriber order and
+the balance checks hold without locks. Each operation returns a reply (an
+outcome, or a Rejection when the caller erred and nothing changed). Every
+changed record is collected; `take_writes` hands them to the shell, which
+persists them in one synced write before any reply leaves the shard.
+
+Idempotency (DESIGN.md section 5): the first reply to a (tenant, subscriber,
+request id) is recorded with the operation's payload, denials included; the
+same payload later gets that reply marked replayed, another payload a
+Rejection ALREADY_EXISTS naming the first differing field.
+"""
+
+import dataclasses
+import heapq
+
+from grid.domain import operations as ops
+from grid.domain import rating
+from grid.domain.limits import CoreLimits
+from grid.domain.outcomes import AccountState, ErrorCode, JournalKind, ReservationState, Result
+from grid.domain.records import (
+    Account,
+    AccountKey,
+    Charge,
+    IdempotencyRecord,
+    JournalRecord,
+    Reservation,
+    ShardMeta,
+)
+from grid.domain.reservations import ReservationEvent, next_state
+from grid.domain.validation import rejection_for
+
+IdempotencyKey = tuple[str, str, str]
+
+
+@dataclasses.dataclass(slots=True)
+class Writes:
+    """What one batch changed: records to put and idempotency keys to delete."""
+
+    puts: list
+    deleted_idempotency_keys: list[IdempotencyKey]
+
+    def __bool__(self) -> bool:
+        return bool(self.puts or self.deleted_idempotency_keys)
+
+
+class ShardState:
+    def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
+        self.limits = limits
+        self.meta = ShardMeta(shard_id=shard_id)
+        self.accounts: dict[AccountKey, Account] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.charges: dict[str, Charge] = {}
+        self.tariffs: dict[str, rating.TariffPlan] = {}
+        self.idempotency: dict[IdempotencyKey, IdempotencyRecord] = {}
+        # Derived indexes, rebuilt on restore.
+        self._active_holds: dict[AccountKey, dict[str, Reservation]] = {}
+        self._expiry_heap: list[tuple[int, str]] = []
+        # Changes since the last take_writes, keyed so a record changed twice is written once.
+        self._dirty: dict[tuple[str, object], object] = {}
+        self._deleted_idempotency: list[IdempotencyKey] = []
+
+    # ------------------------------------------------------------ batches
+
+    def apply_batch(self, operations, now_ms: int) -> list:
+        self.expire_due(now_ms)
+        return [self.apply(operation, now_ms) for operation in operations]
+
+    def apply(self, operation, now_ms: int):
+        rejection = rejection_for(operation, self.limits)
+        if rejection is not None:
+            return rejection
+        handler = _HANDLERS[type(operation)]
+        if not isinstance(operation, ops.MUTATING_OPERATIONS):
+            return handler(self, operation, now_ms)
+        key = (operation.tenant, operation.subscriber_id, operation.request_id)
+        recorded = self.idempotency.get(key)
+        if recorded is not None:
+            differing = ops.first_differing_field(recorded.operation, operation)
+            if differing is not None:
+                return ops.Rejection(
+                    ErrorCode.ALREADY_EXISTS,
+                    differing,
+                    f"request_id {operation.request_id!r} was used for another {differing}",
+                )
+            return dataclasses.replace(recorded.reply, replayed=True)
+        self._expire_account_holds((operation.tenant, operation.subscriber_id), now_ms, operation.trace_id)
+        reply = handler(self, operation, now_ms)
+        if isinstance(reply, ops.Rejection):
+            return reply
+        record = IdempotencyRecord(
+            tenant=operation.tenant,
+            subscriber_id=operation.subscriber_id,
+            request_id=operation.request_id,
+            operation=operation,
+            reply=reply,
+            recorded_at_ms=now_ms,
+        )
+        self.idempotency[key] = record
+        self._mark("idempotency", key, record)
+        return reply
+
+    def take_writes(self) -> Writes:
+        if self._dirty:
+            self._mark("meta", 0, self.meta)
+        writes = Writes(puts=list(self._dirty.values()), deleted_idempotency_keys=self._deleted_idempotency)
+        self._dirty = {}
+        self._deleted_idempotency = []
+        return writes
+
+    # ------------------------------------------------------------ expiry
+
+    def expire_due(self, now_ms: int) -> int:
+        """Expire every hold past validity + grace; forget idempotency records past
+        their horizon. Returns the number of holds expired."""
+        expired = 0
+        while self._expiry_heap and self._expiry_heap[0][0] <= now_ms:
+            _, reservation_id = heapq.heappop(self._expiry_heap)
+            reservation = self.reservations.get(reservation_id)
+            if reservation is not None and reservation.state == ReservationState.ACTIVE:
+                assert reservation.expires_at_ms <= now_ms
+                self._expire(reservation, now_ms, trace_id="")
+                expired += 1
+        self._forget_old_requests(now_ms)
+        return expired
+
+    def _forget_old_requests(self, now_ms: int) -> None:
+        oldest_kept_ms = now_ms - self.limits.idempotency_horizon_s * 1000
+        # Insertion order is recording order: stop at the first young record.
+        while self.idempotency:
+            key, record = next(iter(self.idempotency.items()))
+            if record.recorded_at_ms >= oldest_kept_ms:
+                break
+            del self.idempotency[key]
+            self._dirty.pop(("idempotency", key), None)
+            self._deleted_idempotency.append(key)
+
+    def _expire_account_holds(self, key: AccountKey, now_ms: int, trace_id: str) -> None:
+        holds = self._active_holds.get(key)
+        if not holds:
+            return
+        for reservation in [r for r in holds.values() if r.expires_at_ms <= now_ms]:
+            self._expire(reservation, now_ms, trace_id)
+
+    def _expire(self, reservation: Reservation, now_ms: int, trace_id: str) -> None:
+        account = self.accounts[reservation.account_key]
+        returned = self._resolve(reservation, ReservationEvent.EXPIRE, account)
+        self._journal(
+            JournalKind.EXPIRE, account, reservation.request_id, Result.SUCCESS, now_ms, trace_id,
+            reference_id=reservation.reservation_id, rating_group=reservation.rating_group,
+            amount_micros=returned, reserved_before_micros=account.reserved_micros + returned,
+        )
+
+    def _resolve(self, reservation: Reservation, event: ReservationEvent, account: Account) -> int:
+        """Move a hold to an absorbing state and return what it still held."""
+        reservation.state = next_state(reservation.state, event)
+        assert reservation.state != ReservationState.ACTIVE
+        returned = reservation.held_micros
+        reservation.held_micros = 0
+        account.reserved_micros -= returned
+        assert account.reserved_micros >= 0
+        del self._active_holds[account.key][reservation.reservation_id]
+        self._mark("reservation", reservation.reservation_id, reservation)
+        self._mark("account", account.key, account)
+        return returned
+
+    def reserved_at(self, account: Account, now_ms: int) -> int:
+        """Held money not counting holds already past expiry (reads never show
+        an expired hold, even before the sweep has journaled it)."""
+        holds = self._active_holds.get(account.key, {})
+        expired = sum(r.held_micros for r in holds.values() if r.expires_at_ms <= now_ms)
+        return account.reserved_micros - expired
+
+    # ------------------------------------------------------------ helpers
+
+    def _mark(self, kind: str, key, record) -> None:
+        self._dirty[(kind, key)] = record
+
+    def _next_id(self, prefix: str) -> str:
+        number = self.meta.next_object_id
+        self.meta.next_object_id += 1
+        return f"{prefix}{self.meta.shard_id}-{number}"
+
+    def _journal(self, kind, account, request_id, result, now_ms, trace_id, **fields) -> JournalRecord:
+        sequence = self.meta.next_journal_sequence
+        self.meta.next_journal_sequence += 1
+        if account is not None:
+            tenant, subscriber_id = account.tenant, account.subscriber_id
+            balance, reserved = account.balance_micros, account.reserved_micros
+        else:
+            tenant, subscriber_id = fields.pop("tenant"), fields.pop("subscriber_id")
+            balance = reserved = 0
+        fields.setdefault("balance_before_micros", balance)
+        fields.setdefault("reserved_before_micros", reserved)
+        record = JournalRecord(
+            sequence=sequence, at_ms=now_ms, kind=kind, tenant=tenant, subscriber_id=subscriber_id,
+            request_id=request_id, result=result, balance_after_micros=balance,
+            reserved_after_micros=reserved, trace_id=trace_id, **fields,
+        )
+        self._mark("journal", sequence, record)
+        return record
+
+    def _denied(self, kind, operation, result, now_ms, account=None, **fields):
+        """Journal a denial: the trail shows what was refused and why."""
+        if account is None:
+            fields.update(tenant=operation.tenant, subscriber_id=operation.subscriber_id)
+        self._journal(kind, account, operation.request_id, result, now_ms, operation.trace_id, **fields)
+
+    def _rate(self, account: Account, rating_group: int) -> rating.Rate | None:
+        plan = self.tariffs.get(account.tariff_plan_id)
+        return plan.rate_for(rating_group) if plan is not None else None
+
+    def _balance_fits(self, new_balance_micros: int) -> bool:
+        return -self.limits.balance_max_micros <= new_balance_micros <= self.limits.balance_max_micros
+
+    def _too_costly(self, cost: rating.Cost) -> ops.Rejection | None:
+        if cost.charged_micros > self.limits.charge_max_micros:
+            return ops.Rejection(
+                ErrorCode.INVALID_ARGUMENT, "used_units",
+                f"the usage would cost more than {self.limits.charge_max_micros} micros in one charge",
+            )
+        return None
+
+    # ------------------------------------------------------------ accounts
+
+    def _create_account(self, op: ops.CreateAccount, now_ms: int) -> ops.CreateAccountReply:
+        key = (op.tenant, op.subscriber_id)
+        if key in self.accounts:
+            result = Result.ACCOUNT_ALREADY_EXISTS
+        elif op.tariff_plan_id not in self.tariffs:
+            result = Result.TARIFF_PLAN_UNKNOWN
+        else:
+            result = Result.SUCCESS
+        if result != Result.SUCCESS:
+            self._denied(JournalKind.ACCOUNT_CREATED, op, result, now_ms, self.accounts.get(key))
+            return ops.CreateAccountReply(result, trace_id=op.trace_id)
+        account = Account(
+            tenant=op.tenant, subscriber_id=op.subscriber_id, currency=op.currency,
+            credit_limit_micros=op.credit_limit_micros, tariff_plan_id=op.tariff_plan_id,
+            state=AccountState.ACTIVE, balance_micros=0, reserved_micros=0, created_at_ms=now_ms,
+        )
+        self.accounts[key] = account
+        self._active_holds[key] = {}
+        self._mark("account", key, account)
+        self._journal(JournalKind.ACCOUNT_CREATED, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id)
+        return ops.CreateAccountReply(Result.SUCCESS, trace_id=op.trace_id)
+
+    def _set_account_state(self, op: ops.SetAccountState, now_ms: int) -> ops.SetAccountStateReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            result = Result.USER_UNKNOWN
+        elif account.state == AccountState.CLOSED and op.state != AccountState.CLOSED:
+            result = Result.END_USER_SERVICE_DENIED  # closed is final
+        else:
+            result = Result.SUCCESS
+            account.state = op.state
+            self._mark("account", account.key, account)
+        self._journal(
+            JournalKind.ACCOUNT_STATE, account, op.request_id, result, now_ms, op.trace_id, units=int(op.state),
+            **({} if account else {"tenant": op.tenant, "subscriber_id": op.subscriber_id}),
+        )
+        return ops.SetAccountStateReply(result, trace_id=op.trace_id)
+
+    # ------------------------------------------------------------ money
+
+    def _top_up(self, op: ops.TopUp, now_ms: int) -> ops.TopUpReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            result = Result.USER_UNKNOWN
+        elif account.state == AccountState.CLOSED:
+            result = Result.END_USER_SERVICE_DENIED
+        elif not self._balance_fits(account.balance_micros + op.amount_micros):
+            result = Result.BALANCE_LIMIT_EXCEEDED
+        else:
+            before = account.balance_micros
+            account.balance_micros += op.amount_micros
+            self._mark("account", account.key, account)
+            self._journal(
+                JournalKind.TOP_UP, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
+                amount_micros=op.amount_micros, balance_before_micros=before,
+            )
+            return ops.TopUpReply(Result.SUCCESS, balance_micros=account.balance_micros, trace_id=op.trace_id)
+        self._denied(JournalKind.TOP_UP, op, result, now_ms, account, amount_micros=op.amount_micros)
+        return ops.TopUpReply(result, balance_micros=account.balance_micros if account else 0, trace_id=op.trace_id)
+
+    def _reserve(self, op: ops.Reserve, now_ms: int) -> ops.ReserveReply:
+        """grant = min(requested, what the available money buys); a real hold."""
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        rate = None
+        if account is None:
+            result = Result.USER_UNKNOWN
+        elif account.state != AccountState.ACTIVE:
+            result = Result.END_USER_SERVICE_DENIED
+        elif (rate := self._rate(account, op.rating_group)) is None:
+            result = Result.RATING_FAILED
+        elif len(self._active_holds[account.key]) >= self.limits.reservations_per_account_max:
+            result = Result.TOO_MANY_RESERVATIONS
+        else:
+            available = account.available_micros()
+            granted = rating.affordable_units(rate, available, op.requested_units)
+            result = Result.SUCCESS if granted > 0 else Result.CREDIT_LIMIT_REACHED
+        if result != Result.SUCCESS:
+            self._denied(
+                JournalKind.RESERVE, op, result, now_ms, account,
+                rating_group=op.rating_group, units=op.requested_units,
+            )
+            return ops.ReserveReply(result, trace_id=op.trace_id)
+        held = rating.cost(rate, granted).charged_micros
+        assert 0 <= held <= available
+        one_more_increment = rating.cost(rate, rate.increment_units).charged_micros
+        final_unit_indication = granted < op.requested_units or available - held < one_more_increment
+        validity_time_s = self.limits.validity_time_s
+        reservation = Reservation(
+            reservation_id=self._next_id("R"), tenant=op.tenant, subscriber_id=op.subscriber_id,
+            session_id=op.session_id, rating_group=op.rating_group, granted_units=granted, used_units=0,
+            held_micros=held, state=ReservationState.ACTIVE, granted_at_ms=now_ms,
+            expires_at_ms=now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
+            request_id=op.request_id,
+        )
+        reserved_before = account.reserved_micros
+        account.reserved_micros += held
+        self.reservations[reservation.reservation_id] = reservation
+        self._active_holds[account.key][reservation.reservation_id] = reservation
+        heapq.heappush(self._expiry_heap, (reservation.expires_at_ms, reservation.reservation_id))
+        self._mark("reservation", reservation.reservation_id, reservation)
+        self._mark("account", account.key, account)
+        plan = self.tariffs[account.tariff_plan_id]
+        self._journal(
+            JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
+            reference_id=reservation.reservation_id, rating_group=op.rating_group, units=granted,
+            amount_micros=held, reserved_before_micros=reserved_before,
+            tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version,
+        )
+        return ops.ReserveReply(
+            Result.SUCCESS, reservation_id=reservation.reservation_id, granted_units=granted,
+            final_unit_indication=final_unit_indication, validity_time_s=validity_time_s,
+            held_micros=held, trace_id=op.trace_id,
+        )
+
+    def _debit(self, op: ops.Debit, now_ms: int):
+        if not op.reservation_id:
+            return self._direct_debit(op, now_ms)
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        reservation = self.reservations.get(op.reservation_id)
+        if account is None:
+            return self._debit_denied(op, Result.USER_UNKNOWN, now_ms, None)
+        if reservation is None or reservation.account_key != account.key:
+            return self._debit_denied(op, Result.RESERVATION_NOT_FOUND, now_ms, account)
+        if op.rating_group not in (0, reservation.rating_group):
+            return ops.Rejection(
+                ErrorCode.INVALID_ARGUMENT, "rating_group",
+                f"reservation {op.reservation_id} is for rating group {reservation.rating_group}",
+            )
+        if reservation.state == ReservationState.EXPIRED:
+            # The service was used: charge it as a late direct debit (RFC 4006 failover).
+            return self._charge_late(op, reservation.rating_group, account, now_ms)
+        if reservation.state != ReservationState.ACTIVE:
+            return self._debit_denied(op, Result.RESERVATION_ALREADY_RESOLVED, now_ms, account)
+        rate = self._rate(account, reservation.rating_group)
+        if rate is None:
+            return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
+        cost = rating.cost(rate, op.used_units)
+        if (rejection := self._too_costly(cost)) is not None:
+            return rejection
+        from_hold = min(cost.charged_micros, reservation.held_micros)
+        overage_micros = cost.charged_micros - from_hold
+        if not self._balance_fits(account.balance_micros - cost.charged_micros):
+            return self._debit_denied(op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account)
+        before, reserved_before = account.balance_micros, account.reserved_micros
+        account.balance_micros -= cost.charged_micros
+        account.reserved_micros -= from_hold
+        reservation.held_micros -= from_hold
+        reservation.used_units += op.used_units
+        reservation.state = next_state(reservation.state, ReservationEvent.DEBIT_PARTIAL)
+        self._mark("reservation", reservation.reservation_id, reservation)
+        self._mark("account", account.key, account)
+        charge = self._record_charge(op, account, reservation.rating_group, cost, now_ms, reservation.reservation_id)
+        released = self._resolve(reservation, ReservationEvent.DEBIT_FINAL, account) if op.final else 0
+        overage = overage_micros > 0 or reservation.used_units > reservation.granted_units
+        self._journal(
+            JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
+            reference_id=charge.charge_id, rating_group=reservation.rating_group, units=op.used_units,
+            amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
+            rounding_residue_picos=cost.rounding_residue_picos, overage_micros=overage_micros,
+            **self._tariff_fields(account),
+        )
+        return ops.DebitReply(
+            Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros, overage=overage,
+            overage_micros=overage_micros, released_micros=released,
+            rounding_residue_picos=cost.rounding_residue_picos, trace_id=op.trace_id,
+        )
+
+    def _direct_debit(self, op: ops.Debit, now_ms: int):
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            return self._debit_denied(op, Result.USER_UNKNOWN, now_ms, None)
+        if account.state != AccountState.ACTIVE:
+            return self._debit_denied(op, Result.END_USER_SERVICE_DENIED, now_ms, account)
+        rate = self._rate(account, op.rating_group)
+        if rate is None:
+            return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
+        cost = rating.cost(rate, op.used_units)
+        if (rejection := self._too_costly(cost)) is not None:
+            return rejection
+        if cost.charged_micros > account.available_micros():
+            return self._debit_denied(op, Result.CREDIT_LIMIT_REACHED, now_ms, account)
+        return self._apply_charge(op, account, op.rating_group, cost, now_ms, late=False, overage_micros=0)
+
+    def _charge_late(self, op: ops.Debit, rating_group: int, account: Account, now_ms: int):
+        """Usage reported after its hold expired was consumed already: charge it
+        whatever the balance, flagged late, and count what the money did not cover
+        as overage."""
+        rate = self._rate(account, rating_group)
+        if rate is None:
+            return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
+        cost = rating.cost(rate, op.used_units)
+        if (rejection := self._too_costly(cost)) is not None:
+            return rejection
+        if not self._balance_fits(account.balance_micros - cost.charged_micros):
+            return self._debit_denied(op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account)
+        overage_micros = max(0, cost.charged_micros - max(0, account.available_micros()))
+        return self._apply_charge(op, account, rating_group, cost, now_ms, late=True, overage_micros=overage_micros)
+
+    def _apply_charge(self, op, account, rating_group, cost, now_ms, *, late, overage_micros) -> ops.DebitReply:
+        before = account.balance_micros
+        account.balance_micros -= cost.charged_micros
+        self._mark("account", account.key, account)
+        charge = self._record_charge(op, account, rating_group, cost, now_ms, op.reservation_id)
+        self._journal(
+            JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
+            reference_id=charge.charge_id, rating_group=rating_group, units=op.used_units,
+            amount_micros=cost.charged_micros, balance_before_micros=before,
+            rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
+            **self._tariff_fields(account),
+        )
+        return ops.DebitReply(
+            Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros,
+            overage=overage_micros > 0, overage_micros=overage_micros, late=late,
+            rounding_residue_picos=cost.rounding_residue_picos, trace_id=op.trace_id,
+        )
+
+    def _tariff_fields(self, account: Account) -> dict:
+        plan = self.tariffs.get(account.tariff_plan_id)
+        return {"tariff_plan_id": account.tariff_plan_id, "tariff_version": plan.version if plan else 0}
+
+    def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id) -> Charge:
+        charge = Charge(
+            charge_id=self._next_id("C"), tenant=account.tenant, subscriber_id=account.subscriber_id,
+            amount_micros=cost.charged_micros, refunded_micros=0, reservation_id=reservation_id,
+            rating_group=rating_group, used_units=op.used_units, charged_at_ms=now_ms,
+        )
+        self.charges[charge.charge_id] = charge
+        self._mark("charge", charge.charge_id, charge)
+        return charge
+
+    def _debit_denied(self, op: ops.Debit, result: Result, now_ms: int, account) -> ops.DebitReply:
+        self._denied(
+            JournalKind.DEBIT, op, result, now_ms, account,
+            reference_id=op.reservation_id, rating_group=op.rating_group, units=op.used_units,
+        )
+        return ops.DebitReply(result, trace_id=op.trace_id)
+
+    def _release(self, op: ops.Release, now_ms: int) -> ops.ReleaseReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        reservation = self.reservations.get(op.reservation_id)
+        if account is None:
+            result = Result.USER_UNKNOWN
+        elif reservation is None or reservation.account_key != account.key:
+            result = Result.RESERVATION_NOT_FOUND
+        elif reservation.state == ReservationState.EXPIRED:
+            result = Result.RESERVATION_EXPIRED
+        elif reservation.state != ReservationState.ACTIVE:
+            result = Result.RESERVATION_ALREADY_RESOLVED
+        else:
+            reserved_before = account.reserved_micros
+            released = self._resolve(reservation, ReservationEvent.RELEASE, account)
+            self._journal(
+                JournalKind.RELEASE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
+                reference_id=reservation.reservation_id, rating_group=reservation.rating_group,
+                amount_micros=released, reserved_before_micros=reserved_before,
+            )
+            return ops.ReleaseReply(Result.SUCCESS, released_micros=released, trace_id=op.trace_id)
+        self._denied(JournalKind.RELEASE, op, result, now_ms, account, reference_id=op.reservation_id)
+        return ops.ReleaseReply(result, trace_id=op.trace_id)
+
+    def _refund(self, op: ops.Refund, now_ms: int) -> ops.RefundReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        charge = self.charges.get(op.charge_id)
+        refundable = 0
+        if account is None:
+            result = Result.USER_UNKNOWN
+        elif charge is None or (charge.tenant, charge.subscriber_id) != account.key:
+            result = Result.CHARGE_NOT_FOUND
+        elif op.amount_micros > (refundable := charge.amount_micros - charge.refunded_micros):
+            result = Result.REFUND_EXCEEDS_CHARGE
+        elif not self._balance_fits(account.balance_micros + op.amount_micros):
+            result = Result.BALANCE_LIMIT_EXCEEDED
+        else:
+            before = account.balance_micros
+            account.balance_micros += op.amount_micros
+            charge.refunded_micros += op.amount_micros
+            assert 0 <= charge.refunded_micros <= charge.amount_micros
+            self._mark("account", account.key, account)
+            self._mark("charge", charge.charge_id, charge)
+            self._journal(
+                JournalKind.REFUND, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
+                reference_id=charge.charge_id, rating_group=charge.rating_group,
+                amount_micros=op.amount_micros, balance_before_micros=before,
+            )
+            return ops.RefundReply(
+                Result.SUCCESS, refunded_micros=op.amount_micros,
+                refundable_micros=charge.amount_micros - charge.refunded_micros, trace_id=op.trace_id,
+            )
+        self._denied(JournalKind.REFUND, op, result, now_ms, account, reference_id=op.charge_id,
+                     amount_micros=op.amount_micros)
+        return ops.RefundReply(result, refundable_micros=refundable, trace_id=op.trace_id)
+
+    # ------------------------------------------------------------ catalog
+
+    def _put_tariff(self, op: ops.PutTariff, now_ms: int) -> ops.PutTariffReply:
+        current = self.tariffs.get(op.plan.tariff_plan_id)
+        if current is not None and current.rates == op.plan.rates:
+            return ops.PutTariffReply(Result.SUCCESS, version=current.version)
+        plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1)
+        self.tariffs[plan.tariff_plan_id] = plan
+        self._mark("tariff", plan.tariff_plan_id, plan)
+        self._journal(
+            JournalKind.TARIFF, None, "", Result.SUCCESS, now_ms, op.trace_id, tenant="", subscriber_id="",
+            tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version,
+        )
+        return ops.PutTariffReply(Result.SUCCESS, version=plan.version)
+
+    def _get_tariff(self, op: ops.GetTariff, now_ms: int) -> ops.TariffReply:
+        plan = self.tariffs.get(op.tariff_plan_id)
+        if plan is None:
+            return ops.TariffReply(Result.TARIFF_PLAN_UNKNOWN)
+        return ops.TariffReply(Result.SUCCESS, plan=plan)
+
+    # ------------------------------------------------------------ reads
+
+    def _get_balance(self, op: ops.GetBalance, now_ms: int) -> ops.BalanceReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            return ops.BalanceReply(Result.USER_UNKNOWN)
+        reserved = self.reserved_at(account, now_ms)
+        return ops.BalanceReply(
+            Result.SUCCESS, balance_micros=account.balance_micros, reserved_micros=reserved,
+            available_micros=account.available_micros(reserved), credit_limit_micros=account.credit_limit_micros,
+            currency=account.currency,
+        )
+
+    def _get_account(self, op: ops.GetAccount, now_ms: int) -> ops.AccountReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            return ops.AccountReply(Result.USER_UNKNOWN)
+        reserved = self.reserved_at(account, now_ms)
+        views = tuple(
+            ops.ReservationView(
+                reservation_id=r.reservation_id, session_id=r.session_id, rating_group=r.rating_group,
+                granted_units=r.granted_units, used_units=r.used_units, held_micros=r.held_micros,
+                state=r.state, granted_at_ms=r.granted_at_ms, expires_at_ms=r.expires_at_ms,
+            )
+            for r in self._active_holds[account.key].values()
+            if r.expires_at_ms > now_ms
+        )
+        return ops.AccountReply(
+            Result.SUCCESS, subscriber_id=account.subscriber_id, currency=account.currency, state=account.state,
+            credit_limit_micros=account.credit_limit_micros, tariff_plan_id=account.tariff_plan_id,
+            balance_micros=account.balance_micros, reserved_micros=reserved,
+            available_micros=account.available_micros(reserved), reservations=views,
+        )
+
+    def _get_transaction(self, op: ops.GetTransaction, now_ms: int) -> ops.TransactionReply:
+        record = self.idempotency.get((op.tenant, op.subscriber_id, op.request_id))
+        if record is None:
+            return ops.TransactionReply(found=False)
+        return ops.TransactionReply(found=True, reply=record.reply)
+
+    # ------------------------------------------------------------ recovery
+
+    @classmethod
+    def restore(cls, shard_id: int, records, limits: CoreLimits = CoreLimits()) -> "ShardState":
+        """Rebuild a shard from its persisted records (journal records are not
+        needed: the state records are the journal's fold)."""
+        state = cls(shard_id, limits)
+        idempotency = []
+        for record in records:
+            if isinstance(record, Account):
+                state.accounts[record.key] = record
+                state._active_holds.setdefault(record.key, {})
+            elif isinstance(record, Reservation):
+                state.reservations[record.reservation_id] = record
+            elif isinstance(record, Charge):
+                state.charges[record.charge_id] = record
+            elif isinstance(record, IdempotencyRecord):
+                idempotency.append(record)
+            elif isinstance(record, rating.TariffPlan):
+                state.tariffs[record.tariff_plan_id] = record
+            elif isinstance(record, ShardMeta):
+                assert record.shard_id == shard_id, f"records of shard {record.shard_id} given to shard {shard_id}"
+                state.meta = record
+            elif isinstance(record, JournalRecord):
+                pass
+            else:
+                raise AssertionError(f"unknown record {type(record).__name__}")
+        idempotency.sort(key=lambda r: r.recorded_at_ms)
+        for record in idempotency:
+            state.idempotency[(record.tenant, record.subscriber_id, record.request_id)] = record
+        for reservation in state.reservations.values():
+            if reservation.state == ReservationState.ACTIVE:
+                state._active_holds[reservation.account_key][reservation.reservation_id] = reservation
+                state._expiry_heap.append((reservation.expires_at_ms, reservation.reservation_id))
+        heapq.heapify(state._expiry_heap)
+        state.check_invariants()
+        return state
+
+    def check_invariants(self) -> None:
+        """Holds add up per account and nothing is negative where it must not be
+        (DESIGN.md invariants 2 and 5). Cheap enough for tests after every step."""
+        for key, account in self.accounts.items():
+            holds = self._active_holds.get(key, {})
+            assert all(r.state == ReservationState.ACTIVE for r in holds.values())
+            assert all(r.held_micros >= 0 for r in holds.values())
+            assert account.reserved_micros == sum(r.held_micros for r in holds.values()), key
+            assert account.reserved_micros >= 0
+        for charge in self.charges.values():
+            assert 0 <= charge.refunded_micros <= charge.amount_micros
+
+
+_HANDLERS = {
+    ops.CreateAccount: ShardState._create_account,
+    ops.SetAccountState: ShardState._set_account_state,
+    ops.TopUp: ShardState._top_up,
+    ops.Reserve: ShardState._reserve,
+    ops.Debit: ShardState._debit,
+    ops.Release: ShardState._release,
+    ops.Refund: ShardState._refund,
+    ops.PutTariff: ShardState._put_tariff,
+    ops.GetTariff: ShardState._get_tariff,
+    ops.GetBalance: ShardState._get_balance,
+    ops.GetAccount: ShardState._get_account,
+    ops.GetTransaction: ShardState._get_transaction,
+}

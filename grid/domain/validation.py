@@ -1,0 +1,162 @@
+"""Static validation of operations: every field checked, the error names it.
+
+Called by the front door before an operation is queued (bad input never
+reaches a shard) and again by the shard core (defence in depth). Checks that
+need state (is there such an account?) are outcomes, not validation.
+"""
+
+import re
+
+from grid.domain import operations as ops
+from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
+from grid.domain.outcomes import AccountState, ErrorCode, Unit
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class InvalidArgument(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _identifier(field: str, value: str, limits: CoreLimits, *, required: bool = True) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgument(field, "must be a string")
+    if not value:
+        if required:
+            raise InvalidArgument(field, "is required")
+        return
+    if len(value) > limits.id_length_max:
+        raise InvalidArgument(field, f"is longer than {limits.id_length_max} characters")
+    if not value.isprintable() or value != value.strip():
+        raise InvalidArgument(field, "must be printable with no leading or trailing spaces")
+
+
+def _integer(field: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(field, "must be an integer")
+    if not low <= value <= high:
+        raise InvalidArgument(field, f"must be between {low} and {high}")
+
+
+def _keys(operation, limits: CoreLimits) -> None:
+    _identifier("tenant", operation.tenant, limits)
+    _identifier("subscriber_id", operation.subscriber_id, limits)
+
+
+def _validate_create_account(op: ops.CreateAccount, limits: CoreLimits) -> None:
+    if not isinstance(op.currency, str) or not _CURRENCY.match(op.currency):
+        raise InvalidArgument("currency", "must be three upper-case ISO 4217 letters, e.g. EUR")
+    _integer("credit_limit_micros", op.credit_limit_micros, 0, limits.amount_max_micros)
+    _identifier("tariff_plan_id", op.tariff_plan_id, limits)
+
+
+def _validate_set_state(op: ops.SetAccountState, limits: CoreLimits) -> None:
+    if op.state not in (AccountState.ACTIVE, AccountState.SUSPENDED, AccountState.CLOSED):
+        raise InvalidArgument("state", "must be ACTIVE, SUSPENDED or CLOSED")
+
+
+def _validate_top_up(op: ops.TopUp, limits: CoreLimits) -> None:
+    _integer("amount_micros", op.amount_micros, 1, limits.amount_max_micros)
+
+
+def _validate_reserve(op: ops.Reserve, limits: CoreLimits) -> None:
+    _identifier("session_id", op.session_id, limits)
+    _integer("rating_group", op.rating_group, 1, UINT32_MAX)
+    _integer("requested_units", op.requested_units, 1, limits.usage_max_units)
+
+
+def _validate_debit(op: ops.Debit, limits: CoreLimits) -> None:
+    _identifier("reservation_id", op.reservation_id, limits, required=False)
+    if op.reservation_id:
+        _integer("rating_group", op.rating_group, 0, UINT32_MAX)
+        _integer("used_units", op.used_units, 0, limits.usage_max_units)
+    else:
+        if op.rating_group == 0:
+            raise InvalidArgument("rating_group", "is required for a direct debit (no reservation_id)")
+        _integer("rating_group", op.rating_group, 1, UINT32_MAX)
+        _integer("used_units", op.used_units, 1, limits.usage_max_units)
+        if op.final:
+            raise InvalidArgument("final", "applies to a reservation; a direct debit has none")
+    if not isinstance(op.final, bool):
+        raise InvalidArgument("final", "must be a boolean")
+
+
+def _validate_release(op: ops.Release, limits: CoreLimits) -> None:
+    _identifier("reservation_id", op.reservation_id, limits)
+
+
+def _validate_refund(op: ops.Refund, limits: CoreLimits) -> None:
+    _identifier("charge_id", op.charge_id, limits)
+    _integer("amount_micros", op.amount_micros, 1, limits.amount_max_micros)
+
+
+def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
+    plan = op.plan
+    _identifier("tariff_plan_id", plan.tariff_plan_id, limits)
+    if not plan.rates:
+        raise InvalidArgument("rates", "a plan needs at least one rate")
+    if len(plan.rates) > limits.rates_per_plan_max:
+        raise InvalidArgument("rates", f"at most {limits.rates_per_plan_max} rates per plan")
+    seen = set()
+    for index, rate in enumerate(plan.rates):
+        where = f"rates[{index}]"
+        _integer(f"{where}.rating_group", rate.rating_group, 1, UINT32_MAX)
+        if rate.rating_group in seen:
+            raise InvalidArgument(f"{where}.rating_group", "appears twice in the plan")
+        seen.add(rate.rating_group)
+        if rate.unit not in (Unit.SECONDS, Unit.BYTES, Unit.EVENTS):
+            raise InvalidArgument(f"{where}.unit", "must be SECONDS, BYTES or EVENTS")
+        _integer(f"{where}.price_micros", rate.price_micros, 0, limits.amount_max_micros)
+        _integer(f"{where}.rate_units", rate.rate_units, 1, UINT64_MAX)
+        _integer(f"{where}.increment_units", rate.increment_units, 1, limits.usage_max_units)
+
+
+def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:
+    _identifier("request_id", op.request_id, limits)
+
+
+def _validate_get_tariff(op: ops.GetTariff, limits: CoreLimits) -> None:
+    _identifier("tariff_plan_id", op.tariff_plan_id, limits)
+
+
+def _nothing(op, limits: CoreLimits) -> None:
+    return None
+
+
+_VALIDATORS = {
+    ops.CreateAccount: _validate_create_account,
+    ops.SetAccountState: _validate_set_state,
+    ops.TopUp: _validate_top_up,
+    ops.Reserve: _validate_reserve,
+    ops.Debit: _validate_debit,
+    ops.Release: _validate_release,
+    ops.Refund: _validate_refund,
+    ops.PutTariff: _validate_put_tariff,
+    ops.GetBalance: _nothing,
+    ops.GetAccount: _nothing,
+    ops.GetTransaction: _validate_transaction,
+    ops.GetTariff: _validate_get_tariff,
+}
+
+
+def validate(operation, limits: CoreLimits) -> None:
+    """Raise InvalidArgument naming the first bad field of the operation."""
+    validator = _VALIDATORS.get(type(operation))
+    if validator is None:
+        raise InvalidArgument("operation", f"unknown operation {type(operation).__name__}")
+    if not isinstance(operation, (ops.PutTariff, ops.GetTariff)):
+        _keys(operation, limits)
+    if isinstance(operation, ops.MUTATING_OPERATIONS):
+        _identifier("request_id", operation.request_id, limits)
+    validator(operation, limits)
+
+
+def rejection_for(operation, limits: CoreLimits) -> ops.Rejection | None:
+    try:
+        validate(operation, limits)
+    except InvalidArgument as error:
+        return ops.Rejection(ErrorCode.INVALID_ARGUMENT, error.field, error.message)
+    return None
