@@ -75,6 +75,7 @@ class ErrorCode(enum.IntEnum):
     """
 
     INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
     ALREADY_EXISTS = 6
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9

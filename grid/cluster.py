@@ -1,0 +1,114 @@
+"""Every Ray API call of the grid, behind one small wrapper.
+
+Starts (or joins) Ray, checks the data directory's manifest, creates one shard
+actor per shard, and stops them cleanly. Shard actors restart on failure
+(max_restarts) but their tasks are never retried by Ray (max_task_retries=0):
+the front door retries a failed batch itself, with the same request ids.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+
+import ray
+
+from grid.config import GridConfig
+from grid.shard.actor import ShardActor
+
+log = logging.getLogger("grid.cluster")
+
+NAMESPACE = "charging-grid"
+MANIFEST_FILE = "grid.json"
+MANIFEST_FORMAT = 1
+
+
+class ManifestMismatch(Exception):
+    """The data directory was created with another shape (shards, slots)."""
+
+
+def check_manifest(config: GridConfig) -> None:
+    """Refuse to serve a data directory with a different shape: changing the
+    number of shards or slots would route subscribers away from their data."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    manifest = config.data_dir / MANIFEST_FILE
+    wanted = {"format": MANIFEST_FORMAT, "shards": config.shards, "slots": config.slots}
+    if manifest.exists():
+        found = json.loads(manifest.read_text())
+        for field in ("format", "shards", "slots"):
+            if found.get(field) != wanted[field]:
+                raise ManifestMismatch(
+                    f"{config.data_dir} was created with {field}={found.get(field)}, not {wanted[field]}"
+                )
+        return
+    if any(config.data_dir.glob("shard-*")):
+        raise ManifestMismatch(f"{config.data_dir} holds shards but no {MANIFEST_FILE}: refusing to guess its shape")
+    manifest.write_text(json.dumps(wanted))
+
+
+def start_ray(config: GridConfig) -> bool:
+    """Start a new local Ray (the embedded default) or join config.ray_address.
+    Returns True when this process started Ray and so must stop it."""
+    if ray.is_initialized():
+        return False
+    if config.ray_address:
+        ray.init(address=config.ray_address, namespace=NAMESPACE, logging_level=logging.WARNING)
+        return True
+    # address="local": never join a leftover cluster named by ray_current_cluster.
+    ray.init(
+        address="local",
+        namespace=NAMESPACE,
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+    return True
+
+
+def stop_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _actor_prefix(data_dir: pathlib.Path) -> str:
+    return hashlib.blake2b(str(data_dir.resolve()).encode(), digest_size=6).hexdigest()
+
+
+def create_shards(config: GridConfig) -> list:
+    remote_class = ray.remote(ShardActor)
+    prefix = _actor_prefix(config.data_dir)
+    handles = [
+        remote_class.options(
+            name=f"grid-{prefix}-shard-{shard_id}",
+            max_restarts=-1,
+            max_task_retries=0,
+            max_concurrency=1,
+            num_cpus=0,
+        ).remote(shard_id, str(config.data_dir.resolve()), config.limits)
+        for shard_id in range(config.shards)
+    ]
+    # Wait until every shard has loaded its state: fail now, not on the first call.
+    infos = ray.get([handle.info.remote() for handle in handles])
+    for info in infos:
+        log.info("shard %(shard_id)d epoch %(epoch)d: %(accounts)d accounts", info)
+    return handles
+
+
+def stop_shards(handles: list) -> None:
+    try:
+        ray.get([handle.close.remote() for handle in handles], timeout=30)
+    except Exception:  # a dead shard has nothing to close
+        log.warning("a shard did not close cleanly", exc_info=True)
+    for handle in handles:
+        ray.kill(handle, no_restart=True)
+
+
+async def apply_batch(handle, operations: list) -> list:
+    return await handle.apply_batch.remote(operations)
+
+
+# Errors after which a batch may or may not have been applied by a shard that
+# died: retry it with the same request ids (idempotency makes that exact).
+RETRYABLE_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)

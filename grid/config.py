@@ -1,0 +1,56 @@
+"""Configuration in one place: frozen dataclasses, each field with its unit and
+default, read once at start-up from flags or the environment."""
+
+import dataclasses
+import os
+import pathlib
+
+from grid.domain.limits import CoreLimits
+from grid.routing import SLOTS_DEFAULT
+
+
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+    # Where each shard's RocksDB lives (data_dir/shard-N) and the grid manifest.
+    data_dir: pathlib.Path = pathlib.Path("grid-data")
+    # gRPC listen address; 127.0.0.1 by default: expose deliberately.
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # Shard actors; fixed for a data directory (its manifest records it).
+    shards: int = 2
+    # Hash slots, fixed at creation (DESIGN.md section 7).
+    slots: int = SLOTS_DEFAULT
+    # Existing Ray cluster to join ("auto" or host:port); None starts a local one.
+    ray_address: str | None = None
+    # Operations carried by one Ray call (bounded payloads and synced writes).
+    batch_operations_max: int = 1024
+    # Operations waiting per shard before callers get RESOURCE_EXHAUSTED.
+    queue_operations_max: int = 10_000
+    # Batches sent to one shard and not yet answered (order is kept by Ray).
+    batches_in_flight_max: int = 2
+    # An idle shard is sent an empty batch this often so due holds expire.
+    sweep_interval_s: float = 1.0
+    # How long the front door keeps retrying a batch whose shard died, with the same request ids.
+    shard_retry_window_s: float = 30.0
+    # Seconds in-flight calls get to finish on SIGTERM / Ctrl-C.
+    shutdown_grace_s: float = 10.0
+    # Bytes of the largest request message accepted.
+    message_bytes_max: int = 1 << 20
+    # Concurrent operations one Charge stream may have in flight.
+    stream_operations_max: int = 10_000
+    limits: CoreLimits = CoreLimits()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shards <= self.slots:
+            raise ValueError(f"shards must be between 1 and slots ({self.slots})")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
+        if not 1 <= self.batch_operations_max <= self.queue_operations_max:
+            raise ValueError("batch_operations_max must be between 1 and queue_operations_max")
+        if self.batches_in_flight_max < 1:
+            raise ValueError("batches_in_flight_max must be at least 1")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw is None else int(raw)

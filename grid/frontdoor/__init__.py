@@ -1,0 +1,1 @@
+"""The gRPC front door: validate, route by subscriber key, batch per shard, reply."""

@@ -1,0 +1,167 @@
+"""A micro-batcher per shard: one Ray call carries many operations.
+
+Callers `submit` an operation and await its reply. A sender task drains the
+queue into batches of at most batch_operations_max operations and keeps at
+most batches_in_flight_max batches outstanding; Ray runs tasks from one caller
+to one actor in submission order, so per-subscriber order holds. The queue is
+bounded: when it is full the caller is told RESOURCE_EXHAUSTED at once rather
+than waiting without bound. An operation whose deadline passed before it was
+sent is dropped unapplied (DEADLINE_EXCEEDED; GetTransaction will say unknown).
+
+When a shard dies mid-batch, the batch may or may not have been committed:
+the batcher resends it with the same request ids until the restarted shard
+answers (or the retry window closes); idempotency makes the replies exact.
+"""
+
+import asyncio
+import collections
+import logging
+import time
+
+from grid import cluster
+from grid.domain.operations import Rejection
+from grid.domain.outcomes import ErrorCode
+
+log = logging.getLogger("grid.batcher")
+
+_RETRY_BACKOFF_FIRST_S = 0.05
+_RETRY_BACKOFF_MAX_S = 1.0
+
+OVERLOADED = Rejection(ErrorCode.RESOURCE_EXHAUSTED, "", "the shard's queue is full; retry with backoff")
+DEADLINE_PASSED = Rejection(ErrorCode.DEADLINE_EXCEEDED, "", "the deadline passed before the operation was sent")
+SHUTTING_DOWN = Rejection(ErrorCode.UNAVAILABLE, "", "the front door is shutting down; retry with the same request_id")
+
+
+def _unavailable(error: BaseException) -> Rejection:
+    return Rejection(
+        ErrorCode.UNAVAILABLE, "",
+        f"the shard did not answer ({type(error).__name__}); the outcome is unknown: "
+        "retry with the same request_id or ask GetTransaction",
+    )
+
+
+class ShardBatcher:
+    def __init__(
+        self,
+        shard_id: int,
+        handle,
+        *,
+        batch_operations_max: int,
+        queue_operations_max: int,
+        batches_in_flight_max: int,
+        sweep_interval_s: float,
+        retry_window_s: float,
+    ) -> None:
+        self.shard_id = shard_id
+        self._handle = handle
+        self._batch_operations_max = batch_operations_max
+        self._queue_operations_max = queue_operations_max
+        self._sweep_interval_s = sweep_interval_s
+        self._retry_window_s = retry_window_s
+        self._queue: collections.deque = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._in_flight = asyncio.Semaphore(batches_in_flight_max)
+        self._senders: set[asyncio.Task] = set()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+        # Counters for metrics and benchmarks.
+        self.batches_sent = 0
+        self.operations_sent = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.shard_id}")
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, operation, deadline_monotonic: float | None = None):
+        """The shard's reply to the operation, or a Rejection (overload, deadline,
+        shard unavailable)."""
+        if self._closing:
+            return SHUTTING_DOWN
+        if len(self._queue) >= self._queue_operations_max:
+            return OVERLOADED
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((operation, future, deadline_monotonic))
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking operations; finish everything queued and in flight."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        if self._senders:
+            await asyncio.gather(*self._senders, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._sweep_interval_s)
+                except asyncio.TimeoutError:
+                    # Idle: an empty batch lets the shard expire due holds (a sweep).
+                    await self._in_flight.acquire()
+                    self._spawn([])
+                    continue
+                finally:
+                    self._wakeup.clear()
+            await self._in_flight.acquire()
+            batch = self._take_batch()
+            if batch:
+                self._spawn(batch)
+            else:
+                self._in_flight.release()
+
+    def _take_batch(self) -> list:
+        now = time.monotonic()
+        batch = []
+        while self._queue and len(batch) < self._batch_operations_max:
+            item = self._queue.popleft()
+            operation, future, deadline = item
+            if future.done():  # the caller went away (cancelled)
+                continue
+            if deadline is not None and deadline <= now:
+                future.set_result(DEADLINE_PASSED)
+                continue
+            batch.append(item)
+        return batch
+
+    def _spawn(self, batch: list) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _send(self, batch: list) -> None:
+        try:
+            operations = [operation for operation, _, _ in batch]
+            try:
+                replies = await self._call_with_retries(operations)
+            except Exception as error:  # noqa: BLE001 - every caller must hear back
+                log.error("shard %d batch of %d failed: %r", self.shard_id, len(batch), error)
+                replies = [_unavailable(error)] * len(batch)
+            self.batches_sent += 1
+            self.operations_sent += len(operations)
+            for (_, future, _), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(reply)
+        finally:
+            self._in_flight.release()
+
+    async def _call_with_retries(self, operations: list) -> list:
+        give_up_at = time.monotonic() + self._retry_window_s
+        backoff_s = _RETRY_BACKOFF_FIRST_S
+        while True:
+            try:
+                return await cluster.apply_batch(self._handle, operations)
+            except cluster.RETRYABLE_ERRORS as error:
+                if time.monotonic() + backoff_s > give_up_at:
+                    raise
+                log.warning("shard %d unavailable (%s); resending %d operations", self.shard_id,
+                            type(error).__name__, len(operations))
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, _RETRY_BACKOFF_MAX_S)

@@ -1,0 +1,218 @@
+"""Protobuf <-> domain translation: the only place both kinds of types meet.
+
+The core never sees protobuf; the servicers never see core internals.
+"""
+
+import enum
+
+from charging.v1 import charging_pb2 as pb
+
+from grid.domain import operations as ops
+from grid.domain.outcomes import AccountState, Unit
+from grid.domain.rating import Rate, TariffPlan
+
+
+def _enum_or_raw(enum_class: type[enum.IntEnum], value: int):
+    """An unknown enum number stays a plain int, which validation then rejects by name."""
+    try:
+        return enum_class(value)
+    except ValueError:
+        return value
+
+
+# ---------------------------------------------------------------- requests
+
+
+def create_account(request: pb.CreateAccountRequest, tenant: str, trace_id: str) -> ops.CreateAccount:
+    return ops.CreateAccount(
+        tenant, request.subscriber_id, request.request_id, request.currency,
+        request.credit_limit_micros, request.tariff_plan_id, trace_id,
+    )
+
+
+def set_account_state(request: pb.SetAccountStateRequest, tenant: str, trace_id: str) -> ops.SetAccountState:
+    return ops.SetAccountState(
+        tenant, request.subscriber_id, request.request_id, _enum_or_raw(AccountState, request.state), trace_id
+    )
+
+
+def top_up(request: pb.TopUpRequest, tenant: str, trace_id: str) -> ops.TopUp:
+    return ops.TopUp(tenant, request.subscriber_id, request.request_id, request.amount_micros, trace_id)
+
+
+def reserve(request: pb.ReserveRequest, tenant: str, trace_id: str) -> ops.Reserve:
+    return ops.Reserve(
+        tenant, request.subscriber_id, request.request_id, request.session_id,
+        request.rating_group, request.requested_units, trace_id,
+    )
+
+
+def debit(request: pb.DebitRequest, tenant: str, trace_id: str) -> ops.Debit:
+    return ops.Debit(
+        tenant, request.subscriber_id, request.request_id, request.reservation_id,
+        request.rating_group, request.used_units, request.final, trace_id,
+    )
+
+
+def release(request: pb.ReleaseRequest, tenant: str, trace_id: str) -> ops.Release:
+    return ops.Release(tenant, request.subscriber_id, request.request_id, request.reservation_id, trace_id)
+
+
+def refund(request: pb.RefundRequest, tenant: str, trace_id: str) -> ops.Refund:
+    return ops.Refund(
+        tenant, request.subscriber_id, request.request_id, request.charge_id, request.amount_micros, trace_id
+    )
+
+
+def get_balance(request: pb.GetBalanceRequest, tenant: str, trace_id: str = "") -> ops.GetBalance:
+    return ops.GetBalance(tenant, request.subscriber_id)
+
+
+def get_account(request: pb.GetAccountRequest, tenant: str, trace_id: str = "") -> ops.GetAccount:
+    return ops.GetAccount(tenant, request.subscriber_id)
+
+
+def get_transaction(request: pb.GetTransactionRequest, tenant: str, trace_id: str = "") -> ops.GetTransaction:
+    return ops.GetTransaction(tenant, request.subscriber_id, request.request_id)
+
+
+def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
+    rates = tuple(
+        Rate(rate.rating_group, _enum_or_raw(Unit, rate.unit), rate.price_micros, rate.rate_units,
+             rate.increment_units)
+        for rate in request.rates
+    )
+    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates), trace_id)
+
+
+def get_tariff(request: pb.GetTariffRequest) -> ops.GetTariff:
+    return ops.GetTariff(request.tariff_plan_id)
+
+
+# ---------------------------------------------------------------- replies
+
+
+def reserve_reply(reply: ops.ReserveReply) -> pb.ReserveResponse:
+    return pb.ReserveResponse(
+        result=reply.result, reservation_id=reply.reservation_id, granted_units=reply.granted_units,
+        final_unit_indication=reply.final_unit_indication, validity_time_s=reply.validity_time_s,
+        replayed=reply.replayed, trace_id=reply.trace_id, held_micros=reply.held_micros,
+    )
+
+
+def debit_reply(reply: ops.DebitReply) -> pb.DebitResponse:
+    return pb.DebitResponse(
+        result=reply.result, charge_id=reply.charge_id, charged_micros=reply.charged_micros,
+        replayed=reply.replayed, trace_id=reply.trace_id, overage=reply.overage,
+        overage_micros=reply.overage_micros, late=reply.late, released_micros=reply.released_micros,
+        rounding_residue_picos=reply.rounding_residue_picos,
+    )
+
+
+def release_reply(reply: ops.ReleaseReply) -> pb.ReleaseResponse:
+    return pb.ReleaseResponse(
+        result=reply.result, released_micros=reply.released_micros, replayed=reply.replayed, trace_id=reply.trace_id
+    )
+
+
+def refund_reply(reply: ops.RefundReply) -> pb.RefundResponse:
+    return pb.RefundResponse(
+        result=reply.result, refunded_micros=reply.refunded_micros, replayed=reply.replayed,
+        trace_id=reply.trace_id, refundable_micros=reply.refundable_micros,
+    )
+
+
+def top_up_reply(reply: ops.TopUpReply) -> pb.TopUpResponse:
+    return pb.TopUpResponse(
+        result=reply.result, balance_micros=reply.balance_micros, replayed=reply.replayed, trace_id=reply.trace_id
+    )
+
+
+def create_account_reply(reply: ops.CreateAccountReply) -> pb.CreateAccountResponse:
+    return pb.CreateAccountResponse(result=reply.result, replayed=reply.replayed, trace_id=reply.trace_id)
+
+
+def set_account_state_reply(reply: ops.SetAccountStateReply) -> pb.SetAccountStateResponse:
+    return pb.SetAccountStateResponse(result=reply.result, replayed=reply.replayed, trace_id=reply.trace_id)
+
+
+def balance_reply(reply: ops.BalanceReply) -> pb.GetBalanceResponse:
+    return pb.GetBalanceResponse(
+        result=reply.result, balance_micros=reply.balance_micros, reserved_micros=reply.reserved_micros,
+        available_micros=reply.available_micros, currency=reply.currency,
+        credit_limit_micros=reply.credit_limit_micros,
+    )
+
+
+def account_reply(reply: ops.AccountReply) -> pb.GetAccountResponse:
+    response = pb.GetAccountResponse(result=reply.result)
+    if reply.subscriber_id:
+        response.account.CopyFrom(pb.Account(
+            subscriber_id=reply.subscriber_id, currency=reply.currency, state=reply.state,
+            credit_limit_micros=reply.credit_limit_micros, tariff_plan_id=reply.tariff_plan_id,
+            balance_micros=reply.balance_micros, reserved_micros=reply.reserved_micros,
+            available_micros=reply.available_micros,
+        ))
+        response.reservations.extend(
+            pb.Reservation(
+                reservation_id=view.reservation_id, session_id=view.session_id, rating_group=view.rating_group,
+                granted_units=view.granted_units, used_units=view.used_units, held_micros=view.held_micros,
+                state=view.state, granted_at_ms=view.granted_at_ms, expires_at_ms=view.expires_at_ms,
+            )
+            for view in reply.reservations
+        )
+    return response
+
+
+def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
+    return pb.TariffPlan(
+        tariff_plan_id=plan.tariff_plan_id, version=plan.version,
+        rates=[
+            pb.RatingGroupRate(
+                rating_group=rate.rating_group, unit=rate.unit, price_micros=rate.price_micros,
+                rate_units=rate.rate_units, increment_units=rate.increment_units,
+            )
+            for rate in plan.rates
+        ],
+    )
+
+
+def tariff_reply(reply: ops.TariffReply) -> pb.GetTariffResponse:
+    response = pb.GetTariffResponse(result=reply.result)
+    if reply.plan is not None:
+        response.plan.CopyFrom(tariff_plan(reply.plan))
+    return response
+
+
+def put_tariff_reply(reply: ops.PutTariffReply) -> pb.PutTariffResponse:
+    return pb.PutTariffResponse(result=reply.result, version=reply.version)
+
+
+# The field of GetTransactionResponse / ChargeResponse each mutating reply goes in.
+REPLY_FIELDS = {
+    ops.ReserveReply: ("reserve", reserve_reply),
+    ops.DebitReply: ("debit", debit_reply),
+    ops.ReleaseReply: ("release", release_reply),
+    ops.RefundReply: ("refund", refund_reply),
+    ops.TopUpReply: ("top_up", top_up_reply),
+    ops.CreateAccountReply: ("create_account", create_account_reply),
+    ops.SetAccountStateReply: ("set_account_state", set_account_state_reply),
+}
+
+
+def transaction_reply(reply: ops.TransactionReply) -> pb.GetTransactionResponse:
+    response = pb.GetTransactionResponse(found=reply.found)
+    if reply.reply is not None:
+        field, convert = REPLY_FIELDS[type(reply.reply)]
+        getattr(response, field).CopyFrom(convert(reply.reply))
+    return response
+
+
+# Charge stream: which oneof field holds which request, and how to turn it into an operation.
+STREAM_REQUESTS = {
+    "reserve": reserve,
+    "debit": debit,
+    "release": release,
+    "refund": refund,
+    "top_up": top_up,
+}

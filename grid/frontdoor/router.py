@@ -1,0 +1,42 @@
+"""Routes each operation to its shard's batcher by subscriber key; catalog
+writes go to every shard (each keeps its own durable copy of the catalog)."""
+
+import asyncio
+
+from grid.domain import operations as ops
+from grid.domain.limits import CoreLimits
+from grid.domain.validation import rejection_for
+from grid.frontdoor.batcher import ShardBatcher
+from grid.routing import ShardMap
+
+
+class Router:
+    def __init__(self, shard_map: ShardMap, batchers: list[ShardBatcher], limits: CoreLimits) -> None:
+        assert len(batchers) == shard_map.shards
+        self.shard_map = shard_map
+        self.batchers = batchers
+        self.limits = limits
+
+    async def submit(self, operation, deadline_monotonic: float | None = None):
+        """Validate, then hand to the owning shard. Bad input never reaches a shard."""
+        rejection = rejection_for(operation, self.limits)
+        if rejection is not None:
+            return rejection
+        if isinstance(operation, ops.PutTariff):
+            return await self._put_tariff_everywhere(operation, deadline_monotonic)
+        if isinstance(operation, ops.GetTariff):
+            return await self.batchers[0].submit(operation, deadline_monotonic)
+        shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
+        return await self.batchers[shard].submit(operation, deadline_monotonic)
+
+    async def _put_tariff_everywhere(self, operation: ops.PutTariff, deadline_monotonic):
+
+        replies = await asyncio.gather(*(b.submit(operation, deadline_monotonic) for b in self.batchers))
+        for reply in replies:
+            if isinstance(reply, ops.Rejection):
+                return reply  # some shard did not take it: the caller retries (the put is idempotent)
+        return max(replies, key=lambda reply: reply.version)
+
+    async def close(self) -> None:
+        for batcher in self.batchers:
+            await batcher.close()

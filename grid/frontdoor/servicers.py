@@ -1,0 +1,157 @@
+"""Thin gRPC servicers: translate, trace, route, translate back. No business rules.
+
+Every handler follows one path (`_unary`): open a server span, convert the
+request into a domain operation carrying the trace id, submit it with the
+call's deadline, and either return the converted reply or abort with the
+status the error table gives.
+"""
+
+import asyncio
+import time
+
+import grpc
+from charging.v1 import charging_pb2 as pb
+from charging.v1 import charging_pb2_grpc as pb_grpc
+from grpc_status import rpc_status
+
+from grid import tracing
+from grid.domain.operations import DEFAULT_TENANT, Rejection
+from grid.domain.outcomes import ErrorCode
+from grid.frontdoor import convert, errors
+from grid.frontdoor.router import Router
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    remaining_s = context.time_remaining()
+    return None if remaining_s is None else time.monotonic() + remaining_s
+
+
+class _Base:
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def _unary(self, context, method: str, request, to_operation, to_response, *, traced: bool = True):
+        if traced:
+            with tracing.server_span(method, context.invocation_metadata()) as (_, trace_id):
+                reply = await self._router.submit(to_operation(request, DEFAULT_TENANT, trace_id), deadline_of(context))
+        else:
+            reply = await self._router.submit(to_operation(request, DEFAULT_TENANT), deadline_of(context))
+        if isinstance(reply, Rejection):
+            await context.abort_with_status(rpc_status.to_status(errors.status_of(reply)))
+        return to_response(reply)
+
+
+class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
+    def __init__(self, router: Router, stream_operations_max: int) -> None:
+        super().__init__(router)
+        self._stream_operations_max = stream_operations_max
+
+    async def Reserve(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/Reserve", request, convert.reserve,
+                                 convert.reserve_reply)
+
+    async def Debit(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/Debit", request, convert.debit,
+                                 convert.debit_reply)
+
+    async def Release(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/Release", request, convert.release,
+                                 convert.release_reply)
+
+    async def Refund(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/Refund", request, convert.refund,
+                                 convert.refund_reply)
+
+    async def TopUp(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/TopUp", request, convert.top_up,
+                                 convert.top_up_reply)
+
+    async def GetBalance(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/GetBalance", request, convert.get_balance,
+                                 convert.balance_reply, traced=False)
+
+    async def GetTransaction(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/GetTransaction", request,
+                                 convert.get_transaction, convert.transaction_reply, traced=False)
+
+    async def Charge(self, request_iterator, context):
+        """Many operations in flight on one stream; replies tagged, in completion order.
+
+        At most stream_operations_max operations of one stream are in flight:
+        past that, the reader waits (HTTP/2 flow control pushes back on the client)."""
+        replies: asyncio.Queue = asyncio.Queue()
+        slots = asyncio.Semaphore(self._stream_operations_max)
+        pending: set[asyncio.Task] = set()
+        metadata = context.invocation_metadata()
+
+        async def one(message: pb.ChargeRequest) -> None:
+            try:
+                response = await self._stream_operation(message, metadata)
+            except Exception as error:  # noqa: BLE001 - every tag must get an answer
+                rejection = Rejection(ErrorCode.UNAVAILABLE, "", f"internal error {type(error).__name__}; "
+                                      "retry with the same request_id or ask GetTransaction")
+                response = pb.ChargeResponse(correlation_tag=message.correlation_tag,
+                                             error=errors.status_of(rejection))
+            finally:
+                slots.release()
+            replies.put_nowait(response)
+
+        async def read_all() -> None:
+            async for message in request_iterator:
+                await slots.acquire()
+                task = asyncio.get_running_loop().create_task(one(message))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*list(pending), return_exceptions=True)
+            replies.put_nowait(None)
+
+        reader = asyncio.get_running_loop().create_task(read_all())
+        try:
+            while (response := await replies.get()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+            for task in list(pending):
+                task.cancel()
+
+    async def _stream_operation(self, message: pb.ChargeRequest, metadata) -> pb.ChargeResponse:
+        kind = message.WhichOneof("operation")
+        tag = message.correlation_tag
+        if kind is None:
+            status = errors.status_of(Rejection(ErrorCode.INVALID_ARGUMENT, "operation", "one operation is required"))
+            return pb.ChargeResponse(correlation_tag=tag, error=status)
+        with tracing.server_span(f"charging.v1.ChargingService/Charge.{kind}", metadata) as (_, trace_id):
+            operation = convert.STREAM_REQUESTS[kind](getattr(message, kind), DEFAULT_TENANT, trace_id)
+            reply = await self._router.submit(operation)
+        if isinstance(reply, Rejection):
+            return pb.ChargeResponse(correlation_tag=tag, error=errors.status_of(reply))
+        field, to_response = convert.REPLY_FIELDS[type(reply)]
+        response = pb.ChargeResponse(correlation_tag=tag)
+        getattr(response, field).CopyFrom(to_response(reply))
+        return response
+
+
+class AccountServicer(_Base, pb_grpc.AccountServiceServicer):
+    async def CreateAccount(self, request, context):
+        return await self._unary(context, "charging.v1.AccountService/CreateAccount", request,
+                                 convert.create_account, convert.create_account_reply)
+
+    async def GetAccount(self, request, context):
+        return await self._unary(context, "charging.v1.AccountService/GetAccount", request, convert.get_account,
+                                 convert.account_reply, traced=False)
+
+    async def SetAccountState(self, request, context):
+        return await self._unary(context, "charging.v1.AccountService/SetAccountState", request,
+                                 convert.set_account_state, convert.set_account_state_reply)
+
+
+class CatalogServicer(_Base, pb_grpc.CatalogServiceServicer):
+    async def PutTariff(self, request, context):
+        return await self._unary(context, "charging.v1.CatalogService/PutTariff", request,
+                                 lambda r, tenant, trace_id: convert.put_tariff(r, trace_id),
+                                 convert.put_tariff_reply)
+
+    async def GetTariff(self, request, context):
+        return await self._unary(context, "charging.v1.CatalogService/GetTariff", request,
+                                 lambda r, tenant: convert.get_tariff(r), convert.tariff_reply, traced=False)

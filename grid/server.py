@@ -1,0 +1,143 @@
+"""The grid process: Ray shards behind a grpc.aio front door.
+
+`Grid.start` starts (or joins) Ray, checks the data directory, creates the
+shard actors and serves gRPC with health checking and reflection. `stop` is
+graceful: the server stops taking calls, in-flight calls and batches finish,
+then the shards close their stores and Ray stops (if this process started it).
+"""
+
+import asyncio
+import logging
+import signal
+import threading
+
+import grpc
+from charging.v1 import charging_pb2 as pb
+from charging.v1 import charging_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from grid import cluster
+from grid.config import GridConfig
+from grid.frontdoor.batcher import ShardBatcher
+from grid.frontdoor.router import Router
+from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer
+from grid.routing import ShardMap
+
+log = logging.getLogger("grid.server")
+
+SERVICE_NAMES = [descriptor.full_name for descriptor in pb.DESCRIPTOR.services_by_name.values()]
+
+
+class Grid:
+    def __init__(self, config: GridConfig) -> None:
+        self.config = config
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._router: Router | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._handles: list = []
+        self._owns_ray = False
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        config = self.config
+        cluster.check_manifest(config)
+        self._owns_ray = cluster.start_ray(config)
+        self._handles = await asyncio.to_thread(cluster.create_shards, config)
+        batchers = [
+            ShardBatcher(
+                shard_id, handle,
+                batch_operations_max=config.batch_operations_max,
+                queue_operations_max=config.queue_operations_max,
+                batches_in_flight_max=config.batches_in_flight_max,
+                sweep_interval_s=config.sweep_interval_s,
+                retry_window_s=config.shard_retry_window_s,
+            )
+            for shard_id, handle in enumerate(self._handles)
+        ]
+        for batcher in batchers:
+            batcher.start()
+        self._router = Router(ShardMap.even(config.slots, config.shards), batchers, config.limits)
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", config.message_bytes_max),
+            ("grpc.so_reuseport", 0),
+        ])
+        pb_grpc.add_ChargingServiceServicer_to_server(
+            ChargingServicer(self._router, config.stream_operations_max), server)
+        pb_grpc.add_AccountServiceServicer_to_server(AccountServicer(self._router), server)
+        pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self._router), server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(SERVICE_NAMES + [reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+        self.port = server.add_insecure_port(f"{config.host}:{config.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {config.host}:{config.port}")
+        await server.start()
+        for name in SERVICE_NAMES + [""]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        return self.port
+
+    @property
+    def router(self) -> Router:
+        assert self._router is not None
+        return self._router
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            for name in SERVICE_NAMES + [""]:
+                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            # Stops accepting calls; calls in flight get the grace period to finish.
+            await self._server.stop(self.config.shutdown_grace_s)
+            self._server = None
+        if self._router is not None:
+            await self._router.close()
+            self._router = None
+        if self._handles:
+            await asyncio.to_thread(cluster.stop_shards, self._handles)
+            self._handles = []
+        if self._owns_ray:
+            cluster.stop_ray()
+            self._owns_ray = False
+        self._stopped.set()
+
+    async def serve_until_signalled(self, on_ready=None) -> None:
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop_requested.set)
+        await self.start()
+        if on_ready is not None:
+            on_ready(self)
+        await stop_requested.wait()
+        log.info("stopping: finishing calls in flight")
+        await self.stop()
+
+
+class EmbeddedGrid:
+    """A grid serving from a background thread with its own event loop: for
+    tests, `grid demo` and benchmarks that drive it from the same process."""
+
+    def __init__(self, config: GridConfig) -> None:
+        self.grid = Grid(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grid-loop", daemon=True)
+
+    def start(self) -> int:
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.grid.start(), self._loop).result(timeout=120)
+
+    @property
+    def target(self) -> str:
+        return f"{self.grid.config.host}:{self.grid.port}"
+
+    def run(self, coroutine, timeout_s: float = 60):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=timeout_s)
+
+    def stop(self) -> None:
+        try:
+            self.run(self.grid.stop(), timeout_s=120)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)

@@ -1,0 +1,1 @@
+"""The shard shell: a Ray actor around the pure ShardState and its RocksDB."""
