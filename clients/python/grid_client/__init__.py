@@ -1,0 +1,23 @@
+"""Python client of the charging grid (charging.v1), sync and asyncio.
+
+It generates a request id per logical operation, retries UNAVAILABLE,
+DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED with that same id (so a retry never
+double-charges), and when retries run out asks GetTransaction whether the
+operation took effect.
+"""
+
+from grid_client.errors import (
+    GridError,
+    InvalidArgument,
+    OutcomeUnknown,
+    Overloaded,
+    RequestIdReused,
+    Unavailable,
+)
+from grid_client.client import AsyncChargingClient, ChargingClient, RetryPolicy
+from charging.v1 import charging_pb2 as pb
+
+__all__ = [
+    "AsyncChargingClient", "ChargingClient", "RetryPolicy", "GridError", "InvalidArgument", "OutcomeUnknown",
+    "Overloaded", "RequestIdReused", "Unavailable", "pb",
+]

@@ -1,0 +1,279 @@
+"""Sync and asyncio clients of ChargingService, AccountService and CatalogService.
+
+Requests are built once (`_Requests`); the two clients differ only in how they
+wait. Mutating calls go through `_mutate`: the same request id on every retry,
+then GetTransaction to settle an outcome the retries left unclear
+(DESIGN.md section 5, invariant 7).
+"""
+
+import asyncio
+import dataclasses
+import time
+import uuid
+
+import grpc
+from charging.v1 import charging_pb2 as pb
+from charging.v1 import charging_pb2_grpc as pb_grpc
+
+from grid_client.errors import GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error
+
+# Failures after which the operation may or may not have happened, or did not
+# happen but may if tried again: retry with the same request id.
+RETRYABLE_CODES = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
+
+# GetTransactionResponse field holding each method's reply.
+_TRANSACTION_FIELD = {
+    "Reserve": "reserve", "Debit": "debit", "Release": "release", "Refund": "refund", "TopUp": "top_up",
+    "CreateAccount": "create_account", "SetAccountState": "set_account_state",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    # Tries of one call, the first included.
+    attempts: int = 4
+    # Deadline of each try, seconds.
+    timeout_s: float = 5.0
+    # Wait before the second try, doubled each time up to backoff_max_s.
+    backoff_first_s: float = 0.05
+    backoff_max_s: float = 1.0
+
+    def backoffs_s(self):
+        wait_s = self.backoff_first_s
+        for _ in range(self.attempts - 1):
+            yield wait_s
+            wait_s = min(wait_s * 2, self.backoff_max_s)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    service: str  # "charging", "account" or "catalog"
+    method: str
+    request: object
+    subscriber_id: str = ""
+    request_id: str = ""
+
+
+class _Requests:
+    """Builds each call's request; shared by both clients."""
+
+    @staticmethod
+    def create_account(subscriber_id, currency, tariff_plan_id, credit_limit_micros=0, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.CreateAccountRequest(
+            request_id=request_id, subscriber_id=subscriber_id, currency=currency,
+            credit_limit_micros=credit_limit_micros, tariff_plan_id=tariff_plan_id,
+        )
+        return _Call("account", "CreateAccount", request, subscriber_id, request_id)
+
+    @staticmethod
+    def set_account_state(subscriber_id, state, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.SetAccountStateRequest(request_id=request_id, subscriber_id=subscriber_id, state=state)
+        return _Call("account", "SetAccountState", request, subscriber_id, request_id)
+
+    @staticmethod
+    def top_up(subscriber_id, amount_micros, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.TopUpRequest(request_id=request_id, subscriber_id=subscriber_id, amount_micros=amount_micros)
+        return _Call("charging", "TopUp", request, subscriber_id, request_id)
+
+    @staticmethod
+    def reserve(subscriber_id, session_id, rating_group, requested_units, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.ReserveRequest(
+            request_id=request_id, subscriber_id=subscriber_id, session_id=session_id,
+            rating_group=rating_group, requested_units=requested_units,
+        )
+        return _Call("charging", "Reserve", request, subscriber_id, request_id)
+
+    @staticmethod
+    def debit(subscriber_id, used_units, reservation_id="", rating_group=0, final=False, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.DebitRequest(
+            request_id=request_id, subscriber_id=subscriber_id, reservation_id=reservation_id,
+            rating_group=rating_group, used_units=used_units, final=final,
+        )
+        return _Call("charging", "Debit", request, subscriber_id, request_id)
+
+    @staticmethod
+    def release(subscriber_id, reservation_id, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.ReleaseRequest(request_id=request_id, subscriber_id=subscriber_id, reservation_id=reservation_id)
+        return _Call("charging", "Release", request, subscriber_id, request_id)
+
+    @staticmethod
+    def refund(subscriber_id, charge_id, amount_micros, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.RefundRequest(
+            request_id=request_id, subscriber_id=subscriber_id, charge_id=charge_id, amount_micros=amount_micros
+        )
+        return _Call("charging", "Refund", request, subscriber_id, request_id)
+
+    @staticmethod
+    def put_tariff(tariff_plan_id, rates):
+        """rates: RatingGroupRate messages or dicts of their fields."""
+        messages = [rate if isinstance(rate, pb.RatingGroupRate) else pb.RatingGroupRate(**rate) for rate in rates]
+        return _Call("catalog", "PutTariff", pb.PutTariffRequest(tariff_plan_id=tariff_plan_id, rates=messages))
+
+    @staticmethod
+    def get_tariff(tariff_plan_id):
+        return _Call("catalog", "GetTariff", pb.GetTariffRequest(tariff_plan_id=tariff_plan_id))
+
+    @staticmethod
+    def balance(subscriber_id):
+        return _Call("charging", "GetBalance", pb.GetBalanceRequest(subscriber_id=subscriber_id))
+
+    @staticmethod
+    def get_account(subscriber_id):
+        return _Call("account", "GetAccount", pb.GetAccountRequest(subscriber_id=subscriber_id))
+
+    @staticmethod
+    def get_transaction(subscriber_id, request_id):
+        return _Call("charging", "GetTransaction",
+                     pb.GetTransactionRequest(subscriber_id=subscriber_id, request_id=request_id))
+
+
+def _settled(call: _Call, transaction: pb.GetTransactionResponse, last_error: grpc.RpcError):
+    """What GetTransaction says of a call the retries could not finish."""
+    if transaction.found:
+        return getattr(transaction, _TRANSACTION_FIELD[call.method])
+    if last_error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        raise Overloaded(f"shed on every attempt: {last_error.details()}", code=last_error.code(),
+                         request_id=call.request_id)
+    raise Unavailable(
+        f"{call.method} did not take effect ({last_error.code().name}); retrying with request_id "
+        f"{call.request_id} is safe", code=last_error.code(), request_id=call.request_id,
+    )
+
+
+def _stubs(channel):
+    return {
+        "charging": pb_grpc.ChargingServiceStub(channel),
+        "account": pb_grpc.AccountServiceStub(channel),
+        "catalog": pb_grpc.CatalogServiceStub(channel),
+    }
+
+
+class ChargingClient:
+    """Blocking client. Every method returns the charging.v1 response message."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, retry: RetryPolicy = RetryPolicy(),
+                 channel: grpc.Channel | None = None) -> None:
+        self.retry = retry
+        self._channel = channel or grpc.insecure_channel(target)
+        self._stubs = _stubs(self._channel)
+        for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
+                     "put_tariff", "get_tariff", "balance", "get_account", "get_transaction"):
+            builder = getattr(_Requests, name)
+            setattr(self, name, self._bind(builder))
+
+    def _bind(self, builder):
+        def method(*args, **kwargs):
+            return self._execute(builder(*args, **kwargs))
+        method.__doc__ = builder.__doc__
+        method.__name__ = builder.__name__
+        return method
+
+    def _once(self, call: _Call):
+        return getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s)
+
+    def _execute(self, call: _Call):
+        backoffs = self.retry.backoffs_s()
+        while True:
+            try:
+                return self._once(call)
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE_CODES:
+                    raise from_rpc_error(error, call.request_id) from None
+                wait_s = next(backoffs, None)
+                if wait_s is None:
+                    if not call.request_id:
+                        raise from_rpc_error(error) from None
+                    return self._resolve(call, error)
+                time.sleep(wait_s)
+
+    def _resolve(self, call: _Call, last_error: grpc.RpcError):
+        try:
+            transaction = self._once(_Requests.get_transaction(call.subscriber_id, call.request_id))
+        except grpc.RpcError as error:
+            raise OutcomeUnknown(
+                f"{call.method} {call.request_id}: no answer ({last_error.code().name}) and GetTransaction failed "
+                f"({error.code().name}); retry with the same request_id", request_id=call.request_id,
+            ) from None
+        return _settled(call, transaction, last_error)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncChargingClient:
+    """asyncio client: the same methods as ChargingClient, as coroutines."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, retry: RetryPolicy = RetryPolicy(),
+                 channel: grpc.aio.Channel | None = None) -> None:
+        self.retry = retry
+        self._channel = channel or grpc.aio.insecure_channel(target)
+        self._stubs = _stubs(self._channel)
+        for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
+                     "put_tariff", "get_tariff", "balance", "get_account", "get_transaction"):
+            setattr(self, name, self._bind(getattr(_Requests, name)))
+
+    def _bind(self, builder):
+        async def method(*args, **kwargs):
+            return await self._execute(builder(*args, **kwargs))
+        method.__doc__ = builder.__doc__
+        method.__name__ = builder.__name__
+        return method
+
+    async def _once(self, call: _Call):
+        return await getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s)
+
+    async def _execute(self, call: _Call):
+        backoffs = self.retry.backoffs_s()
+        while True:
+            try:
+                return await self._once(call)
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE_CODES:
+                    raise from_rpc_error(error, call.request_id) from None
+                wait_s = next(backoffs, None)
+                if wait_s is None:
+                    if not call.request_id:
+                        raise from_rpc_error(error) from None
+                    return await self._resolve(call, error)
+                await asyncio.sleep(wait_s)
+
+    async def _resolve(self, call: _Call, last_error: grpc.RpcError):
+        try:
+            transaction = await self._once(_Requests.get_transaction(call.subscriber_id, call.request_id))
+        except grpc.RpcError as error:
+            raise OutcomeUnknown(
+                f"{call.method} {call.request_id}: no answer ({last_error.code().name}) and GetTransaction failed "
+                f"({error.code().name}); retry with the same request_id", request_id=call.request_id,
+            ) from None
+        return _settled(call, transaction, last_error)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+__all__ = ["AsyncChargingClient", "ChargingClient", "GridError", "RetryPolicy"]

@@ -1,0 +1,61 @@
+"""The client's exceptions: one root, one class per kind of caller action."""
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+class GridError(Exception):
+    """Root of every error the client raises."""
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, field: str = "",
+                 request_id: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.request_id = request_id
+
+
+class InvalidArgument(GridError):
+    """A field is malformed; `field` names it. Nothing changed."""
+
+
+class RequestIdReused(GridError):
+    """The request id was used before with another payload; `field` names the difference."""
+
+
+class Overloaded(GridError):
+    """The grid shed the call (RESOURCE_EXHAUSTED) on every attempt."""
+
+
+class Unavailable(GridError):
+    """The grid could not be reached, and GetTransaction says the operation did not
+    take effect (yet): retrying with the same request_id is safe."""
+
+
+class OutcomeUnknown(GridError):
+    """Neither the call nor GetTransaction answered: retry later with the same request_id."""
+
+
+def from_rpc_error(error: grpc.RpcError, request_id: str = "") -> GridError:
+    code = error.code()
+    field = ""
+    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad_request = error_details_pb2.BadRequest()
+                detail.Unpack(bad_request)
+                if bad_request.field_violations:
+                    field = bad_request.field_violations[0].field
+            elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and not field:
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                field = info.metadata.get("field", "")
+    kind = {
+        grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+        grpc.StatusCode.ALREADY_EXISTS: RequestIdReused,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
+        grpc.StatusCode.UNAVAILABLE: Unavailable,
+    }.get(code, GridError)
+    return kind(f"{code.name}: {error.details()}", code=code, field=field, request_id=request_id)

@@ -1,0 +1,220 @@
+"""`grid`: serve the grid, run a demo, and operate it through the Python client.
+
+    grid serve [--data-dir grid-data] [--port 50051] [--shards 2] [--ray-address ADDR]
+    grid demo
+    grid tariff put PLAN --rate RATING_GROUP:UNIT:PRICE_MICROS:RATE_UNITS:INCREMENT_UNITS ...
+    grid account create SUBSCRIBER --currency EUR --tariff PLAN [--credit-limit-micros N]
+    grid topup SUBSCRIBER AMOUNT_MICROS
+    grid reserve SUBSCRIBER RATING_GROUP UNITS [--session ID]
+    grid debit SUBSCRIBER UNITS (--reservation ID [--final] | --rating-group N)
+    grid release SUBSCRIBER RESERVATION_ID
+    grid refund SUBSCRIBER CHARGE_ID AMOUNT_MICROS
+    grid balance SUBSCRIBER
+    grid tx SUBSCRIBER REQUEST_ID
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import pathlib
+import sys
+
+from google.protobuf import json_format
+
+from grid.config import GridConfig
+
+UNITS = {"SECONDS": 1, "BYTES": 2, "EVENTS": 3}
+
+
+def _as_dict(message) -> dict:
+    """A response as plain JSON with integers kept integers (proto JSON quotes int64)."""
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+    def fix(value, key=""):
+        if isinstance(value, dict):
+            return {k: fix(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v, key) for v in value]
+        if isinstance(value, str) and key.endswith(("_micros", "_units", "_ms")) and value.lstrip("-").isdigit():
+            return int(value)
+        return value
+
+    return fix(data)
+
+
+def _print(message) -> None:
+    print(json.dumps(_as_dict(message), indent=2))
+
+
+def _parse_rate(text: str) -> dict:
+    try:
+        rating_group, unit, price, rate_units, increment = text.split(":")
+        return {
+            "rating_group": int(rating_group), "unit": UNITS[unit.upper()], "price_micros": int(price),
+            "rate_units": int(rate_units), "increment_units": int(increment),
+        }
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"--rate {text!r}: expected RATING_GROUP:UNIT:PRICE_MICROS:RATE_UNITS:INCREMENT_UNITS, "
+            "UNIT one of SECONDS, BYTES, EVENTS (e.g. 1:SECONDS:1000:1:60)"
+        ) from None
+
+
+def _config(args) -> GridConfig:
+    return GridConfig(
+        data_dir=pathlib.Path(args.data_dir), host=args.host, port=args.port, shards=args.shards,
+        ray_address=args.ray_address,
+    )
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def cmd_serve(args) -> int:
+    from grid.server import Grid
+
+    config = _config(args)
+    _install_uvloop()
+
+    def ready(grid) -> None:
+        print(
+            f"grid listening on {config.host}:{grid.port} (data: {config.data_dir}, shards: {config.shards}); "
+            "Ctrl-C or SIGTERM stops it",
+            flush=True,
+        )
+
+    asyncio.run(Grid(config).serve_until_signalled(on_ready=ready))
+    print("grid stopped", flush=True)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from grid import demo
+
+    return demo.run(pathlib.Path(args.data_dir) if args.data_dir else None)
+
+
+def _client(args):
+    from grid_client import ChargingClient
+
+    return ChargingClient(args.target)
+
+
+def cmd_client(args) -> int:
+    from grid_client import GridError
+
+    with _client(args) as client:
+        try:
+            _print(args.call(client, args))
+        except GridError as error:
+            print(f"error: {error}" + (f" (field: {error.field})" if error.field else ""), file=sys.stderr)
+            return 2
+    return 0
+
+
+def _add_client_command(commands, name, help_text, call, arguments=()):
+    parser = commands.add_parser(name, help=help_text)
+    for flags, options in arguments:
+        parser.add_argument(*flags, **options)
+    parser.add_argument("--request-id", default=None, help="reuse to retry a mutating call exactly once")
+    parser.set_defaults(handler=cmd_client, call=call)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grid", description="The charging grid: a real-time online charging system")
+    parser.add_argument("--target", default="127.0.0.1:50051", help="grid address for client commands")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the grid (embedded local Ray by default)")
+    serve.add_argument("--data-dir", default="grid-data")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument("--shards", type=int, default=2)
+    serve.add_argument("--ray-address", default=None, help="join an existing Ray cluster instead of starting one")
+    serve.set_defaults(handler=cmd_serve)
+
+    demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")
+    demo.add_argument("--data-dir", default=None, help="default: a temporary directory")
+    demo.set_defaults(handler=cmd_demo)
+
+    tariff = commands.add_parser("tariff", help="tariff plans").add_subparsers(dest="tariff_command", required=True)
+    _add_client_command(
+        tariff, "put", "create or replace a plan",
+        lambda c, a: c.put_tariff(a.plan, a.rate),
+        [(("plan",), {}), (("--rate",), {"type": _parse_rate, "action": "append", "required": True})],
+    )
+    _add_client_command(tariff, "get", "show a plan", lambda c, a: c.get_tariff(a.plan), [(("plan",), {})])
+
+    account = commands.add_parser("account", help="accounts").add_subparsers(dest="account_command", required=True)
+    _add_client_command(
+        account, "create", "open an account",
+        lambda c, a: c.create_account(a.subscriber, a.currency, a.tariff, a.credit_limit_micros,
+                                      request_id=a.request_id),
+        [(("subscriber",), {}), (("--currency",), {"required": True}), (("--tariff",), {"required": True}),
+         (("--credit-limit-micros",), {"type": int, "default": 0})],
+    )
+    _add_client_command(account, "get", "show an account and its holds",
+                        lambda c, a: c.get_account(a.subscriber), [(("subscriber",), {})])
+    _add_client_command(
+        account, "state", "set ACTIVE, SUSPENDED or CLOSED",
+        lambda c, a: c.set_account_state(a.subscriber, {"ACTIVE": 1, "SUSPENDED": 2, "CLOSED": 3}[a.state],
+                                         request_id=a.request_id),
+        [(("subscriber",), {}), (("state",), {"choices": ["ACTIVE", "SUSPENDED", "CLOSED"]})],
+    )
+
+    _add_client_command(
+        commands, "topup", "add money", lambda c, a: c.top_up(a.subscriber, a.amount_micros, request_id=a.request_id),
+        [(("subscriber",), {}), (("amount_micros",), {"type": int})],
+    )
+    _add_client_command(
+        commands, "reserve", "hold money for units of a rating group",
+        lambda c, a: c.reserve(a.subscriber, a.session, a.rating_group, a.units, request_id=a.request_id),
+        [(("subscriber",), {}), (("rating_group",), {"type": int}), (("units",), {"type": int}),
+         (("--session",), {"default": "cli"})],
+    )
+    _add_client_command(
+        commands, "debit", "charge used units (against a reservation, or directly)",
+        lambda c, a: c.debit(a.subscriber, a.units, reservation_id=a.reservation, rating_group=a.rating_group,
+                             final=a.final, request_id=a.request_id),
+        [(("subscriber",), {}), (("units",), {"type": int}), (("--reservation",), {"default": ""}),
+         (("--rating-group",), {"type": int, "default": 0}), (("--final",), {"action": "store_true"})],
+    )
+    _add_client_command(
+        commands, "release", "return a hold",
+        lambda c, a: c.release(a.subscriber, a.reservation, request_id=a.request_id),
+        [(("subscriber",), {}), (("reservation",), {})],
+    )
+    _add_client_command(
+        commands, "refund", "credit back part or all of a charge",
+        lambda c, a: c.refund(a.subscriber, a.charge, a.amount_micros, request_id=a.request_id),
+        [(("subscriber",), {}), (("charge",), {}), (("amount_micros",), {"type": int})],
+    )
+    _add_client_command(commands, "balance", "balance, held and available money",
+                        lambda c, a: c.balance(a.subscriber), [(("subscriber",), {})])
+    _add_client_command(commands, "tx", "what became of a request id",
+                        lambda c, a: c.get_transaction(a.subscriber, a.request_id_to_find),
+                        [(("subscriber",), {}), (("request_id_to_find",), {"metavar": "REQUEST_ID"})])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
