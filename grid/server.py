@@ -103,11 +103,12 @@ class Grid:
         self._stopped.set()
 
     async def serve_until_signalled(self, on_ready=None) -> None:
+        await self.start()
+        # After start: ray.init installs its own SIGTERM handler, which would exit at once.
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_requested.set)
-        await self.start()
         if on_ready is not None:
             on_ready(self)
         await stop_requested.wait()

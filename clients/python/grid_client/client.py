@@ -18,9 +18,12 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 from grid_client.errors import GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error
 
 # Failures after which the operation may or may not have happened, or did not
-# happen but may if tried again: retry with the same request id.
+# happen but may if tried again: retry with the same request id. CANCELLED is
+# here because only the server cancels a call this client made (a server
+# shutting down cuts the calls it had not yet taken).
 RETRYABLE_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
 })
 
 # GetTransactionResponse field holding each method's reply.

@@ -1,0 +1,91 @@
+"""`grid serve` as a real subprocess in its own session, for restart and kill -9 tests.
+
+The server runs in a new session so that it and every Ray process it starts
+(GCS, raylet, shard workers) share one session id: kill() ends them all with
+SIGKILL, like a machine losing power, and nothing is left behind.
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+
+STARTUP_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, data_dir: pathlib.Path, shards: int = 2) -> None:
+        self.data_dir = data_dir
+        self.shards = shards
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "ServerProcess":
+        self.port = free_port()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
+             "--shards", str(self.shards)],
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "RAY_DEDUP_LOGS": "0"},
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline().decode()
+            if "grid listening" in line:
+                return self
+            if not line and self.process.poll() is not None:
+                break
+        self.kill()
+        raise RuntimeError(f"grid serve did not start; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
+
+    def _session_processes(self) -> list[psutil.Process]:
+        session = self.process.pid  # session leader: its pid is the session id
+        found = []
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if os.getsid(proc.pid) == session:
+                    found.append(proc)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        return found
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM: the graceful stop a user's Ctrl-C or an orchestrator gives."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        finally:
+            self.kill()  # whatever is left of the session
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the server's session, then wait for them."""
+        if self.process is None:
+            return
+        procs = self._session_processes()
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
