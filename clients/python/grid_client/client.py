@@ -208,7 +208,8 @@ class ChargingClient:
         except grpc.RpcError as error:
             raise OutcomeUnknown(
                 f"{call.method} {call.request_id}: no answer ({last_error.code().name}) and GetTransaction failed "
-                f"({error.code().name}); retry with the same request_id", request_id=call.request_id,
+                f"({error.code().name}); retry with the same request_id", code=last_error.code(),
+                request_id=call.request_id,
             ) from None
         return _settled(call, transaction, last_error)
 
@@ -265,7 +266,8 @@ class AsyncChargingClient:
         except grpc.RpcError as error:
             raise OutcomeUnknown(
                 f"{call.method} {call.request_id}: no answer ({last_error.code().name}) and GetTransaction failed "
-                f"({error.code().name}); retry with the same request_id", request_id=call.request_id,
+                f"({error.code().name}); retry with the same request_id", code=last_error.code(),
+                request_id=call.request_id,
             ) from None
         return _settled(call, transaction, last_error)
 
