@@ -55,6 +55,9 @@ def start_ray(config: GridConfig) -> bool:
     if config.ray_address:
         ray.init(address=config.ray_address, namespace=NAMESPACE, logging_level=logging.WARNING)
         return True
+    # Ray starts workers at niceness 15; shard actors are the latency-critical path
+    # of every charge, so on a busy machine they must not yield to everything else.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     # address="local": never join a leftover cluster named by ray_current_cluster.
     ray.init(
         address="local",

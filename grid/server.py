@@ -38,7 +38,7 @@ class Grid:
         self._health: health.aio.HealthServicer | None = None
         self._handles: list = []
         self._owns_ray = False
-        self._stopped = asyncio.Event()
+        self._stats_task: asyncio.Task | None = None
 
     async def start(self) -> int:
         config = self.config
@@ -74,10 +74,26 @@ class Grid:
         if self.port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         await server.start()
+        self._stats_task = asyncio.get_running_loop().create_task(self._log_stats())
         for name in SERVICE_NAMES + [""]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         return self.port
+
+    async def _log_stats(self, interval_s: float = 10.0) -> None:
+        """Batching at a glance (grid serve -v); metrics proper come with OpenTelemetry."""
+        previous = {}
+        while True:
+            await asyncio.sleep(interval_s)
+            for batcher in self.router.batchers:
+                batches, operations = batcher.batches_sent, batcher.operations_sent
+                last_batches, last_operations = previous.get(batcher.shard_id, (0, 0))
+                previous[batcher.shard_id] = (batches, operations)
+                if batches > last_batches:
+                    log.info("shard %d: %.0f operations/s in %.0f batches/s (%.1f per batch), queue %d",
+                             batcher.shard_id, (operations - last_operations) / interval_s,
+                             (batches - last_batches) / interval_s,
+                             (operations - last_operations) / (batches - last_batches), batcher.queue_depth)
 
     @property
     def router(self) -> Router:
@@ -85,6 +101,9 @@ class Grid:
         return self._router
 
     async def stop(self) -> None:
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            self._stats_task = None
         if self._server is not None:
             for name in SERVICE_NAMES + [""]:
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -100,7 +119,6 @@ class Grid:
         if self._owns_ray:
             cluster.stop_ray()
             self._owns_ray = False
-        self._stopped.set()
 
     async def serve_until_signalled(self, on_ready=None) -> None:
         await self.start()

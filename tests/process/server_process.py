@@ -25,9 +25,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: pathlib.Path, shards: int = 2) -> None:
+    def __init__(self, data_dir: pathlib.Path, shards: int = 2, ray_address: str | None = None,
+                 env: dict | None = None) -> None:
+        self.env = env or {}
         self.data_dir = data_dir
         self.shards = shards
+        self.ray_address = ray_address
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
@@ -41,9 +44,9 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--shards", str(self.shards)],
+             "--shards", str(self.shards)] + (["--ray-address", self.ray_address] if self.ray_address else []),
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "RAY_DEDUP_LOGS": "0"},
+            env={**os.environ, "RAY_DEDUP_LOGS": "0", **self.env},
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -89,3 +92,44 @@ class ServerProcess:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
+
+
+class RayHead:
+    """A separate Ray cluster (`ray start --head --block`) in its own session, for
+    `grid serve --ray-address`; stop() ends that session's processes only."""
+
+    def __init__(self) -> None:
+        import secrets
+
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        # Ray clusters started by `ray start` require a token; the grid joins with it.
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "RayHead":
+        ray_command = pathlib.Path(sys.executable).parent / "ray"
+        self.process = subprocess.Popen(
+            [str(ray_command), "start", "--head", "--block", f"--port={self.port}", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **self.env},
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if self.process.poll() is not None:
+                raise RuntimeError("ray start --head exited")
+            time.sleep(0.2)
+        raise RuntimeError("ray start --head did not listen in time")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            ServerProcess.kill(self)  # same session logic: every process of its session
+
+    _session_processes = ServerProcess._session_processes
