@@ -12,14 +12,14 @@ import contextlib
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 
-_provider: TracerProvider | None = None
+_tracer: trace.Tracer | None = None
 
 
 def tracer() -> trace.Tracer:
-    global _provider
-    if _provider is None:
-        _provider = TracerProvider()
-    return _provider.get_tracer("charging.grid.frontdoor")
+    global _tracer
+    if _tracer is None:
+        _tracer = TracerProvider().get_tracer("charging.grid.frontdoor")
+    return _tracer
 
 
 @contextlib.contextmanager
