@@ -196,3 +196,25 @@ def test_sigterm_finishes_calls_in_flight(server):
         charged = sum(1 for i in range(200) if client.get_transaction("dave", f"b{i}").found)
         assert charged >= len(ok)
         assert client.balance("dave").balance_micros == 10_000_000 - charged * 1_000
+
+
+def test_a_shard_killed_by_itself_is_restarted_by_ray_and_calls_go_on(server):
+    """kill -9 of one shard actor's process: Ray restarts it, it reloads from RocksDB,
+    and the front door resends the batches it lost with the same request ids."""
+    import signal as signals
+
+    server.start()
+    subscribers = [f"k{i}" for i in range(16)]
+    with ChargingClient(server.target) as client:
+        _provision(client, subscribers, 100_000)
+        shards = [p for p in server._session_processes() if "ShardActor" in " ".join(p.cmdline())]
+        assert len(shards) == 2
+        shards[0].send_signal(signals.SIGKILL)
+        # Calls for every subscriber, on the killed shard too, are answered (after the restart).
+        for subscriber in subscribers:
+            reply = client.debit(subscriber, 10, rating_group=RATING_GROUP, request_id=f"after-kill-{subscriber}")
+            assert reply.result == pb.SUCCESS and reply.charged_micros == 10_000
+        for subscriber in subscribers:
+            assert client.balance(subscriber).balance_micros == 90_000
+    restarted = [p for p in server._session_processes() if "ShardActor" in " ".join(p.cmdline())]
+    assert len(restarted) == 2 and shards[0].pid not in {p.pid for p in restarted}
