@@ -107,7 +107,10 @@ class ShardState:
     def take_writes(self) -> Writes:
         if self._dirty:
             self._mark("meta", 0, self.meta)
-        writes = Writes(puts=list(self._dirty.values()), deleted_idempotency_keys=self._deleted_idempotency)
+        # A key forgotten and recorded anew in one batch must survive: deletes only
+        # of keys the batch does not also put (the store applies deletes after puts).
+        deleted = [key for key in self._deleted_idempotency if ("idempotency", key) not in self._dirty]
+        writes = Writes(puts=list(self._dirty.values()), deleted_idempotency_keys=deleted)
         self._dirty = {}
         self._deleted_idempotency = []
         return writes
@@ -310,7 +313,8 @@ class ShardState:
             )
             return ops.ReserveReply(result, trace_id=op.trace_id)
         held = rating.cost(rate, granted).charged_micros
-        assert 0 <= held <= available
+        # A free rating group grants even to an overdrawn account; anything priced fits the money.
+        assert 0 <= held <= max(available, 0)
         one_more_increment = rating.cost(rate, rate.increment_units).charged_micros
         final_unit_indication = granted < op.requested_units or available - held < one_more_increment
         validity_time_s = self.limits.validity_time_s

@@ -10,8 +10,9 @@ import re
 from grid.domain import operations as ops
 from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
 from grid.domain.outcomes import AccountState, ErrorCode, Unit
+from grid.domain.rating import Rate, TariffPlan
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 class InvalidArgument(Exception):
@@ -41,21 +42,27 @@ def _integer(field: str, value: int, low: int, high: int) -> None:
         raise InvalidArgument(field, f"must be between {low} and {high}")
 
 
+def _enum(field: str, value, allowed: tuple) -> None:
+    """An enum field is an int (never a bool or a float that compares equal) among the allowed."""
+    if type(value) is bool or not isinstance(value, int) or value not in allowed:
+        names = ", ".join(member.name for member in allowed)
+        raise InvalidArgument(field, f"must be one of {names}")
+
+
 def _keys(operation, limits: CoreLimits) -> None:
     _identifier("tenant", operation.tenant, limits)
     _identifier("subscriber_id", operation.subscriber_id, limits)
 
 
 def _validate_create_account(op: ops.CreateAccount, limits: CoreLimits) -> None:
-    if not isinstance(op.currency, str) or not _CURRENCY.match(op.currency):
+    if not isinstance(op.currency, str) or not _CURRENCY.fullmatch(op.currency):
         raise InvalidArgument("currency", "must be three upper-case ISO 4217 letters, e.g. EUR")
     _integer("credit_limit_micros", op.credit_limit_micros, 0, limits.amount_max_micros)
     _identifier("tariff_plan_id", op.tariff_plan_id, limits)
 
 
 def _validate_set_state(op: ops.SetAccountState, limits: CoreLimits) -> None:
-    if op.state not in (AccountState.ACTIVE, AccountState.SUSPENDED, AccountState.CLOSED):
-        raise InvalidArgument("state", "must be ACTIVE, SUSPENDED or CLOSED")
+    _enum("state", op.state, (AccountState.ACTIVE, AccountState.SUSPENDED, AccountState.CLOSED))
 
 
 def _validate_top_up(op: ops.TopUp, limits: CoreLimits) -> None:
@@ -95,7 +102,11 @@ def _validate_refund(op: ops.Refund, limits: CoreLimits) -> None:
 
 def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
     plan = op.plan
+    if not isinstance(plan, TariffPlan):
+        raise InvalidArgument("plan", "must be a tariff plan")
     _identifier("tariff_plan_id", plan.tariff_plan_id, limits)
+    if not isinstance(plan.rates, tuple):
+        raise InvalidArgument("rates", "must be a list of rates")
     if not plan.rates:
         raise InvalidArgument("rates", "a plan needs at least one rate")
     if len(plan.rates) > limits.rates_per_plan_max:
@@ -103,12 +114,13 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
     seen = set()
     for index, rate in enumerate(plan.rates):
         where = f"rates[{index}]"
+        if not isinstance(rate, Rate):
+            raise InvalidArgument(where, "must be a rate")
         _integer(f"{where}.rating_group", rate.rating_group, 1, UINT32_MAX)
         if rate.rating_group in seen:
             raise InvalidArgument(f"{where}.rating_group", "appears twice in the plan")
         seen.add(rate.rating_group)
-        if rate.unit not in (Unit.SECONDS, Unit.BYTES, Unit.EVENTS):
-            raise InvalidArgument(f"{where}.unit", "must be SECONDS, BYTES or EVENTS")
+        _enum(f"{where}.unit", rate.unit, (Unit.SECONDS, Unit.BYTES, Unit.EVENTS))
         _integer(f"{where}.price_micros", rate.price_micros, 0, limits.amount_max_micros)
         _integer(f"{where}.rate_units", rate.rate_units, 1, UINT64_MAX)
         _integer(f"{where}.increment_units", rate.increment_units, 1, limits.usage_max_units)

@@ -1227,18 +1227,13 @@ def test_no_reply_carries_a_float():
         walk(reply, type(reply).__name__)
 
 
-# ====================================================================== core bugs (strict xfail)
+# ====================================================================== regressions of core bugs found by these tests
 
 
 class CoreCrashed(Exception):
     """The core raised where it should have answered."""
 
 
-@pytest.mark.xfail(
-    strict=True, raises=CoreCrashed,
-    reason="BUG shard_state.py:313: reserving a zero-priced rating group while available < 0 trips "
-           "`assert 0 <= held <= available` (the shard actor exits; the retry crashes it again)",
-)
 def test_reserve_of_a_free_rating_group_on_an_overdrawn_account_does_not_crash():
     plan = TariffPlan("basic", PLAN.rates + (Rate(5, Unit.EVENTS, 0, 1, 1),))
     world = World(balance=1_000)
@@ -1248,24 +1243,18 @@ def test_reserve_of_a_free_rating_group_on_an_overdrawn_account_does_not_crash()
     assert world.balance().available_micros == -2_000
     try:
         reply = world.do(ops.Reserve(T, ALICE, "free", "s", 5, 10))
-    except AssertionError as error:  # today: `assert 0 <= held <= available`
+    except AssertionError as error:  # was: `assert 0 <= held <= available`
         raise CoreCrashed(repr(error)) from error
     assert isinstance(reply, ops.ReserveReply)
     world.audit()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG validation.py:14/50: `^[A-Z]{3}$` with re.match accepts 'EUR\\n'")
 def test_a_currency_with_a_trailing_newline_is_rejected():
     world = World()
     reply = world.do(ops.CreateAccount(T, "carol", "v", "EUR\n", 0, "basic"))
     assert isinstance(reply, ops.Rejection) and reply.field == "currency"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG validation.py:57 and :110: enum fields are checked with `in`, so 1.0 and True pass "
-           "(a float reaches the account record and GetAccount's reply)",
-)
 @pytest.mark.parametrize(
     "operation, field",
     [
@@ -1281,10 +1270,6 @@ def test_enum_fields_reject_floats_and_booleans(operation, field):
     assert isinstance(reply, ops.Rejection) and reply.field == field
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(AttributeError, TypeError),
-    reason="BUG validation.py:97: PutTariff fields are not type-checked; a non-plan or non-sequence crashes",
-)
 @pytest.mark.parametrize(
     "operation",
     [ops.PutTariff(None), ops.PutTariff(TariffPlan("p", 5)), ops.PutTariff(TariffPlan("p", (None,)))],
@@ -1296,12 +1281,6 @@ def test_a_malformed_tariff_is_rejected_not_crashed_on(operation):
     assert isinstance(reply, ops.Rejection)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shard_state.py:131-140/107-113: a request id forgotten at the horizon and recorded again "
-           "in the same batch is in both Writes.puts and Writes.deleted_idempotency_keys; "
-           "ShardStore.commit applies deletes after puts, so the new record is lost on disk",
-)
 def test_no_idempotency_key_is_both_put_and_deleted_in_one_batch():
     world = World(balance=0)
     world.do(ops.TopUp(T, ALICE, "t", 1_000))
