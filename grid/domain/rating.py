@@ -61,6 +61,23 @@ def cost(rate: Rate, units: int) -> Cost:
     return Cost(charged_micros=charged, rounding_residue_picos=residue_picos)
 
 
+def cost_of_more(rate: Rate, used_units: int, more_units: int) -> Cost:
+    """The charge for more usage on a reservation that has used_units already.
+
+    Usage reported in pieces is rated cumulatively: the charge is cost(used +
+    more) - cost(used), so a grant's usage costs what its hold was priced at
+    however it is reported (a 60 s increment is not billed again for every
+    30 s report). The residue is likewise the change in the cumulative residue,
+    and may be negative when an earlier report already rounded this usage up.
+    """
+    before = cost(rate, used_units)
+    after = cost(rate, used_units + more_units)
+    return Cost(
+        charged_micros=after.charged_micros - before.charged_micros,
+        rounding_residue_picos=after.rounding_residue_picos - before.rounding_residue_picos,
+    )
+
+
 def affordable_units(rate: Rate, available_micros: int, cap_units: int) -> int:
     """The most units, a whole number of increments and at most cap_units, whose
     cost fits in available_micros.

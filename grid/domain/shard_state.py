@@ -367,7 +367,7 @@ class ShardState:
         rate = self._rate(account, reservation.rating_group)
         if rate is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
-        cost = rating.cost(rate, op.used_units)
+        cost = rating.cost_of_more(rate, reservation.used_units, op.used_units)
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
         from_hold = min(cost.charged_micros, reservation.held_micros)

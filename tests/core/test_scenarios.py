@@ -1292,3 +1292,22 @@ def test_no_idempotency_key_is_both_put_and_deleted_in_one_batch():
     put = {(p.tenant, p.subscriber_id, p.request_id) for p in writes.puts if isinstance(p, IdempotencyRecord)}
     assert (T, ALICE, "t") in put
     assert not put & set(writes.deleted_idempotency_keys)
+
+
+def test_usage_reported_in_pieces_is_rated_cumulatively_on_its_reservation():
+    """Twenty 30 s reports on a 600 s grant billed per started minute cost ten
+    minutes, exactly the hold: rounding happens on the reservation's total."""
+    per_minute = Rate(1, Unit.SECONDS, 20_000, 60, 60)
+    shard = ShardState(0)
+    shard.apply(ops.PutTariff(TariffPlan("minute", (per_minute,))), 0)
+    shard.apply(ops.CreateAccount(T, "dan", "c", "EUR", 0, "minute"), 0)
+    shard.apply(ops.TopUp(T, "dan", "t", 200_000), 0)
+    hold = shard.apply(ops.Reserve(T, "dan", "r", "call", 1, 600), 0)
+    assert hold.held_micros == 200_000
+    replies = [shard.apply(ops.Debit(T, "dan", f"d{n}", hold.reservation_id, 0, 30, n == 19), 0) for n in range(20)]
+    assert [r.charged_micros for r in replies[:4]] == [20_000, 0, 20_000, 0]
+    assert sum(r.charged_micros for r in replies) == 200_000
+    assert not any(r.overage for r in replies)
+    # The residues add up to the reservation's: charged 200,000 for exactly 200,000.
+    assert sum(r.rounding_residue_picos for r in replies) == 0
+    assert shard.apply(ops.GetBalance(T, "dan"), 0).available_micros == 0

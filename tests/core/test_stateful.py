@@ -224,6 +224,10 @@ class Model:
             )
         if hold.state != "ACTIVE":
             return ops.DebitReply(Result.RESERVATION_ALREADY_RESOLVED, trace_id=op.trace_id)
+        # Usage on a hold is rated cumulatively: this report costs what it adds to the total.
+        total_after, residue_after = model_cost(hold.rg, hold.used + op.used_units)
+        total_before, residue_before = model_cost(hold.rg, hold.used)
+        charged, residue = total_after - total_before, residue_after - residue_before
         from_hold = min(charged, hold.held)
         hold.held -= from_hold
         hold.used += op.used_units

@@ -8,15 +8,13 @@ interfere on the shared grid.
 """
 
 import asyncio
-import dataclasses
 import types
 
 import grpc
 import pytest
-from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 
-from e2e_support import FUNDS, RATES, Calls, new_id
+from e2e_support import FUNDS, Calls, ServingGrid, Subscriber, open_account, put_plan
 from grid.config import GridConfig
 from grid.server import EmbeddedGrid
 from grid_client import AsyncChargingClient, ChargingClient
@@ -83,36 +81,6 @@ def stubs(embedded):
         channel.close()
 
 
-@dataclasses.dataclass(frozen=True)
-class Subscriber:
-    """A funded ACTIVE account on its own tariff plan (RATES), FUNDS on it."""
-
-    id: str
-    plan_id: str
-    currency: str = "EUR"
-
-
-def put_plan(stubs, plan_id: str | None = None) -> str:
-    plan_id = plan_id or new_id("plan-")
-    reply = stubs.catalog.PutTariff(pb.PutTariffRequest(tariff_plan_id=plan_id, rates=RATES), timeout=30)
-    assert reply.result == pb.SUCCESS and reply.version == 1, reply
-    return plan_id
-
-
-def open_account(stubs, plan_id: str, funds: int = FUNDS, credit_limit_micros: int = 0,
-                 subscriber_id: str | None = None) -> Subscriber:
-    subscriber_id = subscriber_id or new_id("sub-")
-    created = stubs.account.CreateAccount(pb.CreateAccountRequest(
-        request_id=new_id("create-"), subscriber_id=subscriber_id, currency="EUR",
-        credit_limit_micros=credit_limit_micros, tariff_plan_id=plan_id), timeout=30)
-    assert created.result == pb.SUCCESS, created
-    if funds:
-        topped = stubs.charging.TopUp(pb.TopUpRequest(
-            request_id=new_id("fund-"), subscriber_id=subscriber_id, amount_micros=funds), timeout=30)
-        assert topped.result == pb.SUCCESS and topped.balance_micros == funds, topped
-    return Subscriber(subscriber_id, plan_id)
-
-
 @pytest.fixture
 def plan_id(stubs) -> str:
     """A uniquely named tariff plan with RATES, version 1."""
@@ -136,3 +104,16 @@ def new_subscriber(stubs, plan_id):
 @pytest.fixture(scope="session")
 def calls(stubs) -> Calls:
     return Calls(stubs)
+
+
+@pytest.fixture(scope="module")
+def small_grid(embedded, tmp_path_factory) -> ServingGrid:
+    """A second grid for the module that asks for it: 1 shard, a tiny queue (8 operations, batches of 2,
+    one in flight) so that load is shed, and a 2 s shard retry window so that a crashing shard
+    gives up quickly. `embedded` first: Ray is already up, so this grid joins it."""
+    grid = ServingGrid(tmp_path_factory.mktemp("grid-e2e-small"), shards=1, queue_operations_max=8,
+                       batch_operations_max=2, batches_in_flight_max=1, shard_retry_window_s=2.0)
+    try:
+        yield grid
+    finally:
+        grid.stop()

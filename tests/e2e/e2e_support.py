@@ -6,6 +6,7 @@ directory's module of the same name under pytest's default import mode.
 """
 
 import dataclasses
+import types
 import uuid
 
 import grpc
@@ -130,6 +131,36 @@ def without_replayed(message):
     return copy
 
 
+@dataclasses.dataclass(frozen=True)
+class Subscriber:
+    """A funded ACTIVE account on its own tariff plan (RATES), FUNDS on it."""
+
+    id: str
+    plan_id: str
+    currency: str = "EUR"
+
+
+def put_plan(stubs, plan_id: str | None = None) -> str:
+    plan_id = plan_id or new_id("plan-")
+    reply = stubs.catalog.PutTariff(pb.PutTariffRequest(tariff_plan_id=plan_id, rates=RATES), timeout=30)
+    assert reply.result == pb.SUCCESS and reply.version == 1, reply
+    return plan_id
+
+
+def open_account(stubs, plan_id: str, funds: int = FUNDS, credit_limit_micros: int = 0,
+                 subscriber_id: str | None = None) -> Subscriber:
+    subscriber_id = subscriber_id or new_id("sub-")
+    created = stubs.account.CreateAccount(pb.CreateAccountRequest(
+        request_id=new_id("create-"), subscriber_id=subscriber_id, currency="EUR",
+        credit_limit_micros=credit_limit_micros, tariff_plan_id=plan_id), timeout=30)
+    assert created.result == pb.SUCCESS, created
+    if funds:
+        topped = stubs.charging.TopUp(pb.TopUpRequest(
+            request_id=new_id("fund-"), subscriber_id=subscriber_id, amount_micros=funds), timeout=30)
+        assert topped.result == pb.SUCCESS and topped.balance_micros == funds, topped
+    return Subscriber(subscriber_id, plan_id)
+
+
 # ---------------------------------------------------------------- request builders
 
 
@@ -212,3 +243,31 @@ class Calls:
 
     def transaction(self, subscriber_id: str, request_id: str) -> pb.GetTransactionResponse:
         return transaction(self.stubs.charging, subscriber_id, request_id)
+
+
+class ServingGrid:
+    """Another EmbeddedGrid next to the session's (it joins the running Ray and never
+    stops it; its shard actors are named after its own data directory), with raw
+    stubs and Calls over one channel."""
+
+    def __init__(self, data_dir, **config) -> None:
+        from charging.v1 import charging_pb2_grpc as pb_grpc
+
+        from grid.config import GridConfig
+        from grid.server import EmbeddedGrid
+
+        self.grid = EmbeddedGrid(GridConfig(data_dir=data_dir, port=0, **config))
+        self.grid.start()
+        self.target = self.grid.target
+        self.channel = grpc.insecure_channel(self.target)
+        self.stubs = types.SimpleNamespace(
+            channel=self.channel,
+            charging=pb_grpc.ChargingServiceStub(self.channel),
+            account=pb_grpc.AccountServiceStub(self.channel),
+            catalog=pb_grpc.CatalogServiceStub(self.channel),
+        )
+        self.calls = Calls(self.stubs)
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.grid.stop()

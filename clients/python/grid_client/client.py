@@ -15,7 +15,7 @@ import grpc
 from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 
-from grid_client.errors import GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error
+from grid_client.errors import GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error, reason_of
 
 # Failures after which the operation may or may not have happened, or did not
 # happen but may if tried again: retry with the same request id. CANCELLED is
@@ -25,6 +25,14 @@ RETRYABLE_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.CANCELLED,
 })
+
+
+def _retryable(error: grpc.RpcError) -> bool:
+    """RESOURCE_EXHAUSTED is worth a retry only when the grid shed load; gRPC's own
+    (a message over the size limit) will fail the same way every time."""
+    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return reason_of(error) == "OVERLOADED"
+    return error.code() in RETRYABLE_CODES
 
 # GetTransactionResponse field holding each method's reply.
 _TRANSACTION_FIELD = {
@@ -193,7 +201,7 @@ class ChargingClient:
             try:
                 return self._once(call)
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE_CODES:
+                if not _retryable(error):
                     raise from_rpc_error(error, call.request_id) from None
                 wait_s = next(backoffs, None)
                 if wait_s is None:
@@ -251,7 +259,7 @@ class AsyncChargingClient:
             try:
                 return await self._once(call)
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE_CODES:
+                if not _retryable(error):
                     raise from_rpc_error(error, call.request_id) from None
                 wait_s = next(backoffs, None)
                 if wait_s is None:

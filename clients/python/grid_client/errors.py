@@ -37,6 +37,20 @@ class OutcomeUnknown(GridError):
     """Neither the call nor GetTransaction answered: retry later with the same request_id."""
 
 
+def reason_of(error: grpc.RpcError) -> str:
+    """The google.rpc.ErrorInfo reason the grid attached, or "" (e.g. gRPC's own errors)."""
+    try:
+        status = rpc_status.from_call(error)
+    except (ValueError, AttributeError):
+        return ""
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
 def from_rpc_error(error: grpc.RpcError, request_id: str = "") -> GridError:
     code = error.code()
     field = ""
@@ -55,7 +69,8 @@ def from_rpc_error(error: grpc.RpcError, request_id: str = "") -> GridError:
     kind = {
         grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
         grpc.StatusCode.ALREADY_EXISTS: RequestIdReused,
-        grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
         grpc.StatusCode.UNAVAILABLE: Unavailable,
     }.get(code, GridError)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason_of(error) == "OVERLOADED":
+        kind = Overloaded  # the grid shed it; gRPC's own limits (message size) are not overload
     return kind(f"{code.name}: {error.details()}", code=code, field=field, request_id=request_id)
