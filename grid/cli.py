@@ -66,7 +66,8 @@ def _parse_rate(text: str) -> dict:
 def _config(args) -> GridConfig:
     return GridConfig(
         data_dir=pathlib.Path(args.data_dir), host=args.host, port=args.port, shards=args.shards,
-        ray_address=args.ray_address,
+        ray_address=args.ray_address, batch_operations_max=args.batch_operations_max,
+        batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
     )
 
 
@@ -141,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--shards", type=int, default=2)
     serve.add_argument("--ray-address", default=None, help="join an existing Ray cluster instead of starting one")
+    defaults = GridConfig()
+    serve.add_argument("--batch-operations-max", type=int, default=defaults.batch_operations_max,
+                       help="operations carried by one Ray call to a shard")
+    serve.add_argument("--batches-in-flight-max", type=int, default=defaults.batches_in_flight_max,
+                       help="batches sent to one shard and not yet answered")
+    serve.add_argument("--queue-operations-max", type=int, default=defaults.queue_operations_max,
+                       help="operations waiting per shard before RESOURCE_EXHAUSTED")
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")
