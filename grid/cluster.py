@@ -16,6 +16,7 @@ import ray
 
 from grid.config import GridConfig
 from grid.shard.actor import ShardActor
+from grid.storage import codec
 
 log = logging.getLogger("grid.cluster")
 
@@ -109,7 +110,7 @@ def stop_shards(handles: list) -> None:
 
 
 async def apply_batch(handle, operations: list) -> list:
-    return await handle.apply_batch.remote(operations)
+    return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
 
 
 # Errors after which a batch may or may not have been applied by a shard that

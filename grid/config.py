@@ -26,8 +26,10 @@ class GridConfig:
     batch_operations_max: int = 1024
     # Operations waiting per shard before callers get RESOURCE_EXHAUSTED.
     queue_operations_max: int = 10_000
-    # Batches sent to one shard and not yet answered (order is kept by Ray).
-    batches_in_flight_max: int = 2
+    # Batches sent to one shard and not yet answered (order is kept by Ray). One is
+    # fastest on a busy machine: operations queue up meanwhile and the next batch is
+    # bigger, and a Ray call costs the front door about a millisecond of CPU.
+    batches_in_flight_max: int = 1
     # An idle shard is sent an empty batch this often so due holds expire.
     sweep_interval_s: float = 1.0
     # How long the front door keeps retrying a batch whose shard died, with the same request ids.

@@ -14,6 +14,7 @@ import time
 
 from grid.domain.limits import CoreLimits
 from grid.domain.shard_state import ShardState
+from grid.storage import codec
 from grid.storage.shard_store import ShardStore
 
 log = logging.getLogger("grid.shard")
@@ -40,9 +41,10 @@ class ShardActor:
             shard_id, self.state.meta.epoch, len(self.state.accounts), self.load_seconds,
         )
 
-    def apply_batch(self, operations: list) -> list:
+    def apply_batch(self, payload: bytes) -> bytes:
+        """Operations in, replies out, both packed by the codec (see codec.pack_batch)."""
         try:
-            replies = self.state.apply_batch(operations, now_ms())
+            replies = self.state.apply_batch(codec.unpack_batch(payload), now_ms())
             writes = self.state.take_writes()
             if writes:
                 self.store.commit(writes)
@@ -52,7 +54,7 @@ class ShardActor:
             # same request ids, so nothing applies twice.
             log.exception("shard %d failed applying a batch; exiting to reload from storage", self.shard_id)
             os._exit(70)
-        return replies
+        return codec.pack_batch(replies)
 
     def info(self) -> dict:
         return {

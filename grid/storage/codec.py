@@ -9,6 +9,7 @@ Enum fields are stored as their integer and restored from the annotations.
 
 import dataclasses
 import enum
+import operator
 import struct
 import typing
 import zlib
@@ -45,6 +46,19 @@ TYPE_CODES: dict[type, int] = {
     ops.DebitReply: 44,
     ops.ReleaseReply: 45,
     ops.RefundReply: 46,
+    # Carried between the front door and the shards only (never stored):
+    ops.PutTariff: 27,
+    ops.GetBalance: 28,
+    ops.GetAccount: 29,
+    ops.GetTransaction: 30,
+    ops.GetTariff: 31,
+    ops.PutTariffReply: 47,
+    ops.BalanceReply: 48,
+    ops.AccountReply: 49,
+    ops.TransactionReply: 50,
+    ops.TariffReply: 51,
+    ops.ReservationView: 52,
+    ops.Rejection: 53,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
@@ -66,12 +80,24 @@ def _enum_fields(cls) -> list[tuple[int, type]]:
 _ENUMS = {cls: _enum_fields(cls) for cls in TYPE_CODES}
 
 
+# Per class: its type code and a getter returning its fields in order (hot path: no
+# dataclasses.fields() per record).
+def _fields_getter(cls):
+    names = [field.name for field in dataclasses.fields(cls)]
+    if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
+        return lambda value: (getattr(value, names[0]),)
+    return operator.attrgetter(*names)
+
+
+_ENCODERS = {cls: (code, _fields_getter(cls)) for cls, code in TYPE_CODES.items()}
+
+
 def _default(value):
-    code = TYPE_CODES.get(type(value))
-    if code is None:
+    encoder = _ENCODERS.get(type(value))
+    if encoder is None:
         raise TypeError(f"no codec for {type(value).__name__}")
-    fields = [getattr(value, field.name) for field in dataclasses.fields(value)]
-    return msgpack.ExtType(code, msgpack.packb(fields, default=_default, use_bin_type=True))
+    code, fields = encoder
+    return msgpack.ExtType(code, msgpack.packb(fields(value), default=_default, use_bin_type=True))
 
 
 def _ext_hook(code: int, data: bytes):
@@ -103,6 +129,19 @@ def decode(value: bytes):
         raise
     except Exception as error:  # a checksum collision or a codec bug: never apply it
         raise CorruptRecord(f"undecodable record: {error}") from error
+
+
+def pack_batch(items: list) -> bytes:
+    """Operations or replies as one bytes payload for a Ray call: far cheaper for
+    Ray to carry than a list of Python objects it would pickle (measured: a
+    10-operation batch costs about 1 ms less per call)."""
+    return bytes([CODEC_VERSION]) + msgpack.packb(items, default=_default, use_bin_type=True)
+
+
+def unpack_batch(payload: bytes) -> list:
+    if not payload or payload[0] != CODEC_VERSION:
+        raise CorruptRecord("batch of an unknown codec version")
+    return list(msgpack.unpackb(payload[1:], ext_hook=_ext_hook, use_list=False, raw=False))
 
 
 # ---------------------------------------------------------------- keys

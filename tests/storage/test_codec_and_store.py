@@ -167,3 +167,31 @@ def test_the_store_refuses_another_shards_directory_and_a_vanished_database(tmp_
 def test_limits_are_consistent():
     with pytest.raises(AssertionError):
         CoreLimits(amount_max_micros=10, balance_max_micros=5)
+
+
+def _every_carried_kind():
+    """One of every operation and reply the front door and the shards exchange."""
+    from grid.domain.outcomes import ErrorCode
+
+    view = ops.ReservationView("R0-1", "s", 1, 60, 0, 600, ReservationState.ACTIVE, 1, 2)
+    return _samples() + [
+        ops.CreateAccount(T, "s", "r", "EUR", 0, "p", "t"), ops.SetAccountState(T, "s", "r", AccountState.CLOSED),
+        ops.TopUp(T, "s", "r", 5), ops.Reserve(T, "s", "r", "x", 1, 5), ops.Debit(T, "s", "r", "R", 0, 5, True),
+        ops.Release(T, "s", "r", "R"), ops.Refund(T, "s", "r", "C", 5), ops.PutTariff(_samples()[-1], "t"),
+        ops.GetBalance(T, "s"), ops.GetAccount(T, "s"), ops.GetTransaction(T, "s", "r"), ops.GetTariff("p"),
+        ops.CreateAccountReply(Result.SUCCESS), ops.SetAccountStateReply(Result.USER_UNKNOWN),
+        ops.ReserveReply(Result.SUCCESS, "R", 5), ops.DebitReply(Result.SUCCESS, "C", 5, True, 1),
+        ops.TopUpReply(Result.SUCCESS, 5), ops.ReleaseReply(Result.SUCCESS, 5), ops.RefundReply(Result.SUCCESS, 5, 3),
+        ops.PutTariffReply(Result.SUCCESS, 2), ops.BalanceReply(Result.SUCCESS, 1, 2, 3, 0, "EUR"),
+        ops.AccountReply(Result.SUCCESS, "s", "EUR", AccountState.ACTIVE, 0, "p", 1, 2, 3, (view, view)),
+        ops.TransactionReply(True, ops.DebitReply(Result.SUCCESS, "C", 5)), ops.TransactionReply(False),
+        ops.TariffReply(Result.SUCCESS, _samples()[-1]), ops.TariffReply(Result.TARIFF_PLAN_UNKNOWN),
+        ops.Rejection(ErrorCode.ALREADY_EXISTS, "amount_micros", "m"),
+    ]
+
+
+def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
+    items = _every_carried_kind()
+    nested = {ops.ReservationView, Rate}  # inside AccountReply and TariffPlan above
+    assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
+    assert codec.unpack_batch(codec.pack_batch(items)) == items
