@@ -23,6 +23,7 @@ import sys
 from google.protobuf import json_format
 
 from grid.config import GridConfig
+from grid.domain.limits import CoreLimits
 
 UNITS = {"SECONDS": 1, "BYTES": 2, "EVENTS": 3}
 
@@ -68,6 +69,8 @@ def _config(args) -> GridConfig:
         data_dir=pathlib.Path(args.data_dir), host=args.host, port=args.port, shards=args.shards,
         ray_address=args.ray_address, batch_operations_max=args.batch_operations_max,
         batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
+        sweep_interval_s=args.sweep_interval_s,
+        limits=CoreLimits(validity_time_s=args.validity_time_s, expiry_grace_s=args.expiry_grace_s),
     )
 
 
@@ -149,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="batches sent to one shard and not yet answered")
     serve.add_argument("--queue-operations-max", type=int, default=defaults.queue_operations_max,
                        help="operations waiting per shard before RESOURCE_EXHAUSTED")
+    serve.add_argument("--validity-time-s", type=int, default=defaults.limits.validity_time_s,
+                       help="validity of a grant (RFC 4006 Validity-Time)")
+    serve.add_argument("--expiry-grace-s", type=int, default=defaults.limits.expiry_grace_s,
+                       help="how long an unresolved hold outlives its validity before it expires")
+    serve.add_argument("--sweep-interval-s", type=float, default=defaults.sweep_interval_s,
+                       help="how often an idle shard is swept for due holds")
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")

@@ -14,6 +14,7 @@ import time
 
 from grid.domain.limits import CoreLimits
 from grid.domain.shard_state import ShardState
+from grid.shard.faults import FaultPoints
 from grid.storage import codec
 from grid.storage.shard_store import ShardStore
 
@@ -35,6 +36,9 @@ class ShardActor:
         # A new incarnation takes a new epoch before it serves (fencing, issue 5 builds on it).
         self.state.meta.epoch += 1
         self.store.put_synced(self.state.meta)
+        self.faults = FaultPoints.from_environment(shard_id, self.state.meta.epoch)
+        if self.faults.armed:
+            log.warning("shard %d: fault points armed: %s", shard_id, self.faults)
         self.load_seconds = time.monotonic() - started
         log.info(
             "shard %d epoch %d loaded %d accounts in %.2fs",
@@ -47,7 +51,9 @@ class ShardActor:
             replies = self.state.apply_batch(codec.unpack_batch(payload), now_ms())
             writes = self.state.take_writes()
             if writes:
+                self.faults.before_commit()
                 self.store.commit(writes)
+                self.faults.after_commit()
         except BaseException:
             # Memory may now be ahead of disk: never serve from it. Die, and let the
             # restarted actor rebuild from RocksDB; the front door retries with the
