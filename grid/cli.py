@@ -11,6 +11,7 @@
     grid refund SUBSCRIBER CHARGE_ID AMOUNT_MICROS
     grid balance SUBSCRIBER
     grid tx SUBSCRIBER REQUEST_ID
+    grid snapshot create [--label TEXT] | list [--data-dir DIR] | restore ID --into NEW_DIR [--data-dir DIR]
 """
 
 import argparse
@@ -39,7 +40,8 @@ def _as_dict(message) -> dict:
             return {k: fix(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [fix(v, key) for v in value]
-        if isinstance(value, str) and key.endswith(("_micros", "_units", "_ms")) and value.lstrip("-").isdigit():
+        if isinstance(value, str) and (key.endswith(("_micros", "_units", "_ms")) or key in ("epoch", "journal_sequence")) \
+                and value.lstrip("-").isdigit():
             return int(value)
         return value
 
@@ -69,7 +71,8 @@ def _config(args) -> GridConfig:
         data_dir=pathlib.Path(args.data_dir), host=args.host, port=args.port, shards=args.shards,
         ray_address=args.ray_address, batch_operations_max=args.batch_operations_max,
         batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
-        sweep_interval_s=args.sweep_interval_s,
+        sweep_interval_s=args.sweep_interval_s, snapshot_interval_s=args.snapshot_interval_s,
+        snapshot_retention_count=args.snapshot_retention_count,
         limits=CoreLimits(validity_time_s=args.validity_time_s, expiry_grace_s=args.expiry_grace_s),
     )
 
@@ -124,6 +127,41 @@ def cmd_client(args) -> int:
     return 0
 
 
+def _snapshot_dict(info) -> dict:
+    return {
+        "snapshot_id": info.snapshot_id, "created_at_ms": info.created_at_ms, "label": info.label,
+        "path": str(info.path),
+        "shards": [{"shard_id": p.shard_id, "epoch": p.epoch, "journal_sequence": p.journal_sequence}
+                   for p in info.shards],
+    }
+
+
+def cmd_snapshot_list(args) -> int:
+    if args.data_dir is None:
+        args.call = lambda client, a: client.list_snapshots()
+        return cmd_client(args)
+    from grid.storage import snapshots
+
+    print(json.dumps([_snapshot_dict(info) for info in snapshots.list_snapshots(pathlib.Path(args.data_dir))],
+                     indent=2))
+    return 0
+
+
+def cmd_snapshot_restore(args) -> int:
+    if args.data_dir is None:
+        args.call = lambda client, a: client.restore_snapshot(a.snapshot_id, str(pathlib.Path(a.into).resolve()))
+        return cmd_client(args)
+    from grid.storage import snapshots
+
+    try:
+        info = snapshots.restore(pathlib.Path(args.data_dir), args.snapshot_id, pathlib.Path(args.into))
+    except snapshots.SnapshotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({"snapshot": _snapshot_dict(info), "target_data_dir": args.into}, indent=2))
+    return 0
+
+
 def _add_client_command(commands, name, help_text, call, arguments=()):
     parser = commands.add_parser(name, help=help_text)
     for flags, options in arguments:
@@ -156,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="validity of a grant (RFC 4006 Validity-Time)")
     serve.add_argument("--expiry-grace-s", type=int, default=defaults.limits.expiry_grace_s,
                        help="how long an unresolved hold outlives its validity before it expires")
+    serve.add_argument("--snapshot-interval-s", type=float, default=defaults.snapshot_interval_s,
+                       help="take a snapshot of every shard this often (0: only on request)")
+    serve.add_argument("--snapshot-retention-count", type=int, default=defaults.snapshot_retention_count,
+                       help="snapshots kept; the oldest beyond this are deleted")
     serve.add_argument("--sweep-interval-s", type=float, default=defaults.sweep_interval_s,
                        help="how often an idle shard is swept for due holds")
     serve.set_defaults(handler=cmd_serve)
@@ -216,6 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
         lambda c, a: c.refund(a.subscriber, a.charge, a.amount_micros, request_id=a.request_id),
         [(("subscriber",), {}), (("charge",), {}), (("amount_micros",), {"type": int})],
     )
+    snapshot = commands.add_parser(
+        "snapshot", help="snapshots of every shard: create, list, restore into a fresh data directory",
+    ).add_subparsers(dest="snapshot_command", required=True)
+    _add_client_command(snapshot, "create", "checkpoint every shard of the running grid",
+                        lambda c, a: c.create_snapshot(a.label), [(("--label",), {"default": ""})])
+    listing = snapshot.add_parser("list", help="snapshots, oldest first")
+    listing.add_argument("--data-dir", default=None,
+                         help="read them from this data directory (no server needed) instead of --target")
+    listing.set_defaults(handler=cmd_snapshot_list)
+    restore = snapshot.add_parser("restore", help="copy a snapshot into a fresh data directory")
+    restore.add_argument("snapshot_id")
+    restore.add_argument("--into", required=True, help="the new data directory (must not exist or be empty)")
+    restore.add_argument("--data-dir", default=None,
+                         help="restore from this data directory (no server needed) instead of via --target")
+    restore.set_defaults(handler=cmd_snapshot_restore)
+
     _add_client_command(commands, "balance", "balance, held and available money",
                         lambda c, a: c.balance(a.subscriber), [(("subscriber",), {})])
     _add_client_command(commands, "tx", "what became of a request id",

@@ -6,6 +6,7 @@ actor per shard, and stops them cleanly. Shard actors restart on failure
 the front door retries a failed batch itself, with the same request ids.
 """
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -111,6 +112,10 @@ def stop_shards(handles: list) -> None:
 
 async def apply_batch(handle, operations: list) -> list:
     return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
+
+
+async def checkpoint_shards(handles: list, snapshot_dir: str) -> list[dict]:
+    return list(await asyncio.gather(*(handle.checkpoint.remote(snapshot_dir) for handle in handles)))
 
 
 # Errors after which a batch may or may not have been applied by a shard that

@@ -40,6 +40,10 @@ class GridConfig:
     message_bytes_max: int = 1 << 20
     # Concurrent operations one Charge stream may have in flight.
     stream_operations_max: int = 10_000
+    # Seconds between scheduled snapshots of every shard; 0 takes none.
+    snapshot_interval_s: float = 0.0
+    # Snapshots kept; creating one more deletes the oldest.
+    snapshot_retention_count: int = 7
     limits: CoreLimits = CoreLimits()
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class GridConfig:
             raise ValueError("port must be between 0 and 65535")
         if not 1 <= self.batch_operations_max <= self.queue_operations_max:
             raise ValueError("batch_operations_max must be between 1 and queue_operations_max")
+        if self.snapshot_interval_s < 0 or self.snapshot_retention_count < 1:
+            raise ValueError("snapshot_interval_s must be >= 0 and snapshot_retention_count >= 1")
         if self.batches_in_flight_max < 1:
             raise ValueError("batches_in_flight_max must be at least 1")
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 
 import grpc
 from charging.v1 import charging_pb2 as pb
@@ -21,8 +22,10 @@ from grid import cluster
 from grid.config import GridConfig
 from grid.frontdoor.batcher import ShardBatcher
 from grid.frontdoor.router import Router
+from grid.frontdoor.admin import AdminServicer
 from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer
 from grid.routing import ShardMap
+from grid.storage import snapshots
 
 log = logging.getLogger("grid.server")
 
@@ -39,6 +42,8 @@ class Grid:
         self._handles: list = []
         self._owns_ray = False
         self._stats_task: asyncio.Task | None = None
+        self._snapshot_task: asyncio.Task | None = None
+        self._snapshot_lock = asyncio.Lock()
 
     async def start(self) -> int:
         config = self.config
@@ -67,6 +72,7 @@ class Grid:
             ChargingServicer(self._router, config.stream_operations_max), server)
         pb_grpc.add_AccountServiceServicer_to_server(AccountServicer(self._router), server)
         pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self._router), server)
+        pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(self), server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(SERVICE_NAMES + [reflection.SERVICE_NAME, health.SERVICE_NAME], server)
@@ -75,6 +81,8 @@ class Grid:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         await server.start()
         self._stats_task = asyncio.get_running_loop().create_task(self._log_stats())
+        if config.snapshot_interval_s > 0:
+            self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot_on_schedule())
         for name in SERVICE_NAMES + [""]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
@@ -95,15 +103,41 @@ class Grid:
                              (batches - last_batches) / interval_s,
                              (operations - last_operations) / (batches - last_batches), batcher.queue_depth)
 
+    async def create_snapshot(self, label: str = "") -> snapshots.SnapshotInfo:
+        """Checkpoint every shard into one snapshot, then keep only the newest ones."""
+        async with self._snapshot_lock:
+            created_at_ms = time.time_ns() // 1_000_000
+            snapshot_id = snapshots.new_snapshot_id(self.config.data_dir, created_at_ms)
+            partial = snapshots.begin(self.config.data_dir, snapshot_id)
+            try:
+                positions = await cluster.checkpoint_shards(self._handles, str(partial.resolve()))
+            except BaseException:
+                snapshots.abandon(partial)
+                raise
+            info = snapshots.commit(partial, snapshot_id, created_at_ms, label,
+                                    [snapshots.ShardPosition(**position) for position in positions])
+            deleted = snapshots.prune(self.config.data_dir, self.config.snapshot_retention_count)
+        log.info("snapshot %s taken (%s); pruned %s", snapshot_id, label or "no label", deleted or "none")
+        return info
+
+    async def _snapshot_on_schedule(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval_s)
+            try:
+                await self.create_snapshot("scheduled")
+            except Exception:  # noqa: BLE001 - a failed snapshot must not stop serving
+                log.exception("scheduled snapshot failed")
+
     @property
     def router(self) -> Router:
         assert self._router is not None
         return self._router
 
     async def stop(self) -> None:
-        if self._stats_task is not None:
-            self._stats_task.cancel()
-            self._stats_task = None
+        for task in (self._stats_task, self._snapshot_task):
+            if task is not None:
+                task.cancel()
+        self._stats_task = self._snapshot_task = None
         if self._server is not None:
             for name in SERVICE_NAMES + [""]:
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

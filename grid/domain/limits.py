@@ -17,6 +17,9 @@ class CoreLimits:
     expiry_grace_s: int = 30
     # How long a request id keeps answering replays (>= any client's retry horizon).
     idempotency_horizon_s: int = 24 * 3600
+    # How long charges (what refunds and disputes refer to), resolved holds and
+    # journal records are kept; then forgotten by the sweep (DESIGN.md 13: 400 days).
+    charge_retention_s: int = 400 * 86_400
     # Active holds one account may have at once.
     reservations_per_account_max: int = 1000
     # Largest balance an account may reach; leaves int64 headroom for overage.
@@ -36,6 +39,8 @@ class CoreLimits:
         assert 0 < self.validity_time_s <= UINT32_MAX
         assert 0 <= self.expiry_grace_s <= 86_400
         assert self.idempotency_horizon_s >= 1
+        # A charge outlives every retry that could still refer to it.
+        assert self.charge_retention_s >= self.idempotency_horizon_s
         assert self.reservations_per_account_max >= 1
         assert 0 < self.amount_max_micros <= self.balance_max_micros
         # Overage may push a balance below zero by at most one charge: stay in int64.

@@ -43,9 +43,14 @@ class Writes:
 
     puts: list
     deleted_idempotency_keys: list[IdempotencyKey]
+    # Charges and resolved holds past their retention (journal records past it are
+    # the store's to drop: the core does not hold the journal).
+    deleted_charge_ids: list[str] = dataclasses.field(default_factory=list)
+    deleted_reservation_ids: list[str] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.puts or self.deleted_idempotency_keys)
+        return bool(self.puts or self.deleted_idempotency_keys or self.deleted_charge_ids
+                    or self.deleted_reservation_ids)
 
 
 class ShardState:
@@ -63,6 +68,8 @@ class ShardState:
         # Changes since the last take_writes, keyed so a record changed twice is written once.
         self._dirty: dict[tuple[str, object], object] = {}
         self._deleted_idempotency: list[IdempotencyKey] = []
+        self._deleted_charges: list[str] = []
+        self._deleted_reservations: list[str] = []
 
     # ------------------------------------------------------------ batches
 
@@ -110,9 +117,14 @@ class ShardState:
         # A key forgotten and recorded anew in one batch must survive: deletes only
         # of keys the batch does not also put (the store applies deletes after puts).
         deleted = [key for key in self._deleted_idempotency if ("idempotency", key) not in self._dirty]
-        writes = Writes(puts=list(self._dirty.values()), deleted_idempotency_keys=deleted)
+        writes = Writes(
+            puts=list(self._dirty.values()), deleted_idempotency_keys=deleted,
+            deleted_charge_ids=self._deleted_charges, deleted_reservation_ids=self._deleted_reservations,
+        )
         self._dirty = {}
         self._deleted_idempotency = []
+        self._deleted_charges = []
+        self._deleted_reservations = []
         return writes
 
     # ------------------------------------------------------------ expiry
@@ -129,7 +141,29 @@ class ShardState:
                 self._expire(reservation, now_ms, trace_id="")
                 expired += 1
         self._forget_old_requests(now_ms)
+        self._forget_old_charges_and_holds(now_ms)
         return expired
+
+    def _forget_old_charges_and_holds(self, now_ms: int) -> None:
+        """Charges and resolved holds past the retention are dropped: a refund or a
+        debit naming one then finds nothing. Both maps are in creation order."""
+        oldest_kept_ms = now_ms - self.limits.charge_retention_s * 1000
+        while self.charges:
+            charge_id, charge = next(iter(self.charges.items()))
+            if charge.charged_at_ms >= oldest_kept_ms:
+                break
+            del self.charges[charge_id]
+            self._dirty.pop(("charge", charge_id), None)
+            self._deleted_charges.append(charge_id)
+        while self.reservations:
+            reservation_id, reservation = next(iter(self.reservations.items()))
+            if reservation.expires_at_ms >= oldest_kept_ms:
+                break
+            # Past its expiry an active hold was expired by the sweep above.
+            assert reservation.state != ReservationState.ACTIVE, reservation_id
+            del self.reservations[reservation_id]
+            self._dirty.pop(("reservation", reservation_id), None)
+            self._deleted_reservations.append(reservation_id)
 
     def _forget_old_requests(self, now_ms: int) -> None:
         oldest_kept_ms = now_ms - self.limits.idempotency_horizon_s * 1000
@@ -611,6 +645,9 @@ class ShardState:
                 pass
             else:
                 raise AssertionError(f"unknown record {type(record).__name__}")
+        # Retention walks these maps oldest first: restore them in creation order.
+        state.charges = dict(sorted(state.charges.items(), key=lambda item: item[1].charged_at_ms))
+        state.reservations = dict(sorted(state.reservations.items(), key=lambda item: item[1].granted_at_ms))
         idempotency.sort(key=lambda r: r.recorded_at_ms)
         for record in idempotency:
             state.idempotency[(record.tenant, record.subscriber_id, record.request_id)] = record

@@ -17,6 +17,7 @@ ERROR_DOMAIN = "charging.grid"
 # code -> (gRPC status code, ErrorInfo reason, what the caller should do)
 ERROR_TABLE: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
     ErrorCode.INVALID_ARGUMENT: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"),
+    ErrorCode.NOT_FOUND: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
     ErrorCode.ALREADY_EXISTS: (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED"),
     ErrorCode.RESOURCE_EXHAUSTED: (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED"),
     ErrorCode.FAILED_PRECONDITION: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),

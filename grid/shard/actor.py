@@ -21,6 +21,10 @@ from grid.storage.shard_store import ShardStore
 log = logging.getLogger("grid.shard")
 
 
+# Journal records past the retention are dropped by the shard this often (bounded work per call).
+JOURNAL_PRUNE_INTERVAL_MS = 60_000
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -39,6 +43,7 @@ class ShardActor:
         self.faults = FaultPoints.from_environment(shard_id, self.state.meta.epoch)
         if self.faults.armed:
             log.warning("shard %d: fault points armed: %s", shard_id, self.faults)
+        self._next_journal_prune_ms = 0
         self.load_seconds = time.monotonic() - started
         log.info(
             "shard %d epoch %d loaded %d accounts in %.2fs",
@@ -48,12 +53,16 @@ class ShardActor:
     def apply_batch(self, payload: bytes) -> bytes:
         """Operations in, replies out, both packed by the codec (see codec.pack_batch)."""
         try:
-            replies = self.state.apply_batch(codec.unpack_batch(payload), now_ms())
+            now = now_ms()
+            replies = self.state.apply_batch(codec.unpack_batch(payload), now)
             writes = self.state.take_writes()
             if writes:
                 self.faults.before_commit()
                 self.store.commit(writes)
                 self.faults.after_commit()
+            if now >= self._next_journal_prune_ms:
+                self._next_journal_prune_ms = now + JOURNAL_PRUNE_INTERVAL_MS
+                self.store.forget_journal_before(now - self.state.limits.charge_retention_s * 1000)
         except BaseException:
             # Memory may now be ahead of disk: never serve from it. Die, and let the
             # restarted actor rebuild from RocksDB; the front door retries with the
@@ -69,6 +78,16 @@ class ShardActor:
             "accounts": len(self.state.accounts),
             "pid": os.getpid(),
             "load_seconds": self.load_seconds,
+        }
+
+    def checkpoint(self, snapshot_dir: str) -> dict:
+        """Checkpoint between two batches (this actor runs one call at a time, so
+        traffic pauses for at most the batch being applied)."""
+        self.store.checkpoint(pathlib.Path(snapshot_dir) / f"shard-{self.shard_id}")
+        return {
+            "shard_id": self.shard_id,
+            "epoch": self.state.meta.epoch,
+            "journal_sequence": self.state.meta.next_journal_sequence - 1,
         }
 
     def journal(self, from_sequence: int = 1, limit: int = 1000) -> list:

@@ -8,7 +8,7 @@ replies: group commit, one fsync per batch (DESIGN.md section 8).
 import json
 import pathlib
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from grid.domain.records import JournalRecord
 from grid.storage import codec
@@ -35,7 +35,14 @@ class ShardStore:
                 raise StoreRefused(f"{path} held shard {shard_id} but its database is gone: refusing to start empty")
         options = Options(raw_mode=True)
         options.create_if_missing(not marker.exists())
-        self._db = Rdict(str(database), options)
+        try:
+            self._db = Rdict(str(database), options)
+        except Exception as error:  # rocksdict raises a bare Exception for RocksDB's IO errors
+            if "lock" in str(error).lower():
+                # Fencing: one incarnation of a shard at a time. A stale one (paused,
+                # not yet dead) still holds RocksDB's lock, so a new one cannot commit.
+                raise StoreRefused(f"{path}: another incarnation of shard {shard_id} holds it: {error}") from error
+            raise
         self._sync = WriteOptions()
         self._sync.sync = True
         if not marker.exists():
@@ -48,7 +55,30 @@ class ShardStore:
             batch.put(codec.key_of(record), codec.encode(record))
         for key in writes.deleted_idempotency_keys:
             batch.delete(codec.idempotency_key(key))
+        for charge_id in writes.deleted_charge_ids:
+            batch.delete(codec.CHARGE + charge_id.encode())
+        for reservation_id in writes.deleted_reservation_ids:
+            batch.delete(codec.RESERVATION + reservation_id.encode())
         self._db.write(batch, self._sync)
+
+    def forget_journal_before(self, oldest_kept_ms: int, records_max: int = 1000) -> int:
+        """Delete journal records older than the retention, oldest first, at most
+        records_max per call (the sweep calls it again). A record inside the
+        retention is never deleted: the walk stops at the first one."""
+        iterator = self._db.iter()
+        iterator.seek(codec.JOURNAL)
+        batch = WriteBatch(raw_mode=True)
+        deleted = 0
+        while deleted < records_max and iterator.valid() and iterator.key()[:1] == codec.JOURNAL:
+            record = self._decode(iterator.key(), iterator.value())
+            if record.at_ms >= oldest_kept_ms:
+                break
+            batch.delete(iterator.key())
+            deleted += 1
+            iterator.next()
+        if deleted:
+            self._db.write(batch, self._sync)
+        return deleted
 
     def put_synced(self, record) -> None:
         self._db.put(codec.key_of(record), codec.encode(record), self._sync)
@@ -81,6 +111,13 @@ class ShardStore:
             return codec.decode(value)
         except codec.CorruptRecord as error:
             raise codec.CorruptRecord(f"shard {self.shard_id} key {key!r}: {error}") from error
+
+    def checkpoint(self, target: pathlib.Path) -> None:
+        """A consistent copy of this shard's database (hard-linked SST files and
+        the WAL up to now) plus its marker, for a snapshot."""
+        target.mkdir(parents=True)
+        Checkpoint(self._db).create_checkpoint(str(target / "db"))
+        (target / MARKER_FILE).write_text((self.path / MARKER_FILE).read_text())
 
     def close(self) -> None:
         self._db.close()

@@ -1311,3 +1311,31 @@ def test_usage_reported_in_pieces_is_rated_cumulatively_on_its_reservation():
     # The residues add up to the reservation's: charged 200,000 for exactly 200,000.
     assert sum(r.rounding_residue_picos for r in replies) == 0
     assert shard.apply(ops.GetBalance(T, "dan"), 0).available_micros == 0
+
+
+def test_charges_and_resolved_holds_are_kept_for_their_retention_then_forgotten():
+    """DESIGN.md 13: charge records are kept 400 days; inside that a refund finds
+    its charge, past it the sweep forgets it (and deletes it from storage)."""
+    day_ms = 86_400_000
+    limits = CoreLimits(charge_retention_s=2 * 86_400, idempotency_horizon_s=86_400)
+    shard = ShardState(0, limits)
+    shard.apply(ops.PutTariff(TariffPlan("p", (Rate(1, Unit.EVENTS, 10, 1, 1),))), 0)
+    shard.apply(ops.CreateAccount(T, "eve", "c", "EUR", 0, "p"), 0)
+    shard.apply(ops.TopUp(T, "eve", "t", 1_000), 0)
+    hold = shard.apply(ops.Reserve(T, "eve", "r", "s", 1, 5), 0)
+    old = shard.apply(ops.Debit(T, "eve", "d", hold.reservation_id, 0, 5, True), 0)
+    young = shard.apply(ops.Debit(T, "eve", "d2", "", 1, 1, False), day_ms)
+    shard.take_writes()
+
+    shard.apply_batch([], 2 * day_ms)  # exactly at the retention: still kept
+    assert not shard.take_writes().deleted_charge_ids
+    assert shard.apply(ops.Refund(T, "eve", "f1", old.charge_id, 1), 2 * day_ms).result == Result.SUCCESS
+
+    shard.apply_batch([], 2 * day_ms + 400_000)  # the hold's expiry time passes the retention too
+    writes = shard.take_writes()
+    assert writes.deleted_charge_ids == [old.charge_id]
+    assert writes.deleted_reservation_ids == [hold.reservation_id]
+    assert shard.apply(ops.Refund(T, "eve", "f2", old.charge_id, 1), 3 * day_ms).result == Result.CHARGE_NOT_FOUND
+    assert shard.apply(ops.Refund(T, "eve", "f3", young.charge_id, 1), 2 * day_ms + 1).result == Result.SUCCESS
+    released = shard.apply(ops.Release(T, "eve", "x", hold.reservation_id), 3 * day_ms)
+    assert released.result == Result.RESERVATION_NOT_FOUND

@@ -441,6 +441,10 @@ class ShardMachine(RuleBasedStateMachine):
             self.disk[natural_key(record)] = freeze(record)
         for key in writes.deleted_idempotency_keys:  # after the puts, as ShardStore.commit does
             self.disk.pop(("idempotency",) + tuple(key), None)
+        for charge_id in writes.deleted_charge_ids:
+            self.disk.pop(("charge", charge_id), None)
+        for reservation_id in writes.deleted_reservation_ids:
+            self.disk.pop(("reservation", reservation_id), None)
         self.durable = copy.deepcopy(self.model)
 
     def check_journal_record(self, record: JournalRecord):

@@ -195,3 +195,29 @@ def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
     nested = {ops.ReservationView, Rate}  # inside AccountReply and TariffPlan above
     assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
     assert codec.unpack_batch(codec.pack_batch(items)) == items
+
+
+def test_journal_records_are_dropped_only_past_their_retention(tmp_path):
+    state = ShardState(0)
+    state.apply(ops.PutTariff(TariffPlan("p", (Rate(1, Unit.EVENTS, 1, 1, 1),))), 0)
+    state.apply(ops.CreateAccount(T, "s", "c", "EUR", 0, "p"), 0)
+    for n, at_ms in enumerate([10, 20, 30, 40, 50]):
+        state.apply(ops.TopUp(T, "s", f"t{n}", 1), at_ms)
+    store = ShardStore(tmp_path / "shard-0", 0)
+    store.commit(state.take_writes())
+    before = [(r.sequence, r.at_ms) for r in store.journal()]
+    assert store.forget_journal_before(30, records_max=1) == 1  # bounded work per call
+    assert store.forget_journal_before(30) == 3  # the rest older than 30: tariff, account, t0 ... up to t1
+    kept = [(r.sequence, r.at_ms) for r in store.journal()]
+    assert kept == [entry for entry in before if entry[1] >= 30]
+    assert store.forget_journal_before(30) == 0
+    store.close()
+
+
+def test_two_incarnations_of_a_shard_can_never_both_hold_its_store(tmp_path):
+    """Fencing: while one incarnation holds the store (even paused), another cannot open it."""
+    first = ShardStore(tmp_path / "shard-0", 0)
+    with pytest.raises(StoreRefused, match="another incarnation"):
+        ShardStore(tmp_path / "shard-0", 0)
+    first.close()
+    ShardStore(tmp_path / "shard-0", 0).close()  # once released, the next one opens

@@ -146,6 +146,19 @@ class _Requests:
         return _Call("account", "GetAccount", pb.GetAccountRequest(subscriber_id=subscriber_id))
 
     @staticmethod
+    def create_snapshot(label=""):
+        return _Call("admin", "CreateSnapshot", pb.CreateSnapshotRequest(label=label))
+
+    @staticmethod
+    def list_snapshots():
+        return _Call("admin", "ListSnapshots", pb.ListSnapshotsRequest())
+
+    @staticmethod
+    def restore_snapshot(snapshot_id, target_data_dir):
+        return _Call("admin", "RestoreSnapshot",
+                     pb.RestoreSnapshotRequest(snapshot_id=snapshot_id, target_data_dir=target_data_dir))
+
+    @staticmethod
     def get_transaction(subscriber_id, request_id):
         return _Call("charging", "GetTransaction",
                      pb.GetTransactionRequest(subscriber_id=subscriber_id, request_id=request_id))
@@ -169,6 +182,7 @@ def _stubs(channel):
         "charging": pb_grpc.ChargingServiceStub(channel),
         "account": pb_grpc.AccountServiceStub(channel),
         "catalog": pb_grpc.CatalogServiceStub(channel),
+        "admin": pb_grpc.AdminServiceStub(channel),
     }
 
 
@@ -181,7 +195,8 @@ class ChargingClient:
         self._channel = channel or grpc.insecure_channel(target)
         self._stubs = _stubs(self._channel)
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
-                     "put_tariff", "get_tariff", "balance", "get_account", "get_transaction"):
+                     "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
+                     "list_snapshots", "restore_snapshot"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -240,7 +255,8 @@ class AsyncChargingClient:
         self._channel = channel or grpc.aio.insecure_channel(target)
         self._stubs = _stubs(self._channel)
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
-                     "put_tariff", "get_tariff", "balance", "get_account", "get_transaction"):
+                     "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
+                     "list_snapshots", "restore_snapshot"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):

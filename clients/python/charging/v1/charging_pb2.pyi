@@ -459,3 +459,59 @@ class GetTariffResponse(_message.Message):
     result: Result
     plan: TariffPlan
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ...) -> None: ...
+
+class ShardPosition(_message.Message):
+    __slots__ = ("shard_id", "epoch", "journal_sequence")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    epoch: int
+    journal_sequence: int
+    def __init__(self, shard_id: _Optional[int] = ..., epoch: _Optional[int] = ..., journal_sequence: _Optional[int] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("snapshot_id", "created_at_ms", "label", "shards", "path")
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    created_at_ms: int
+    label: str
+    shards: _containers.RepeatedCompositeFieldContainer[ShardPosition]
+    path: str
+    def __init__(self, snapshot_id: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., label: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardPosition, _Mapping]]] = ..., path: _Optional[str] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("label",)
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    def __init__(self, label: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class RestoreSnapshotRequest(_message.Message):
+    __slots__ = ("snapshot_id", "target_data_dir")
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    target_data_dir: str
+    def __init__(self, snapshot_id: _Optional[str] = ..., target_data_dir: _Optional[str] = ...) -> None: ...
+
+class RestoreSnapshotResponse(_message.Message):
+    __slots__ = ("snapshot", "target_data_dir")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    snapshot: Snapshot
+    target_data_dir: str
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., target_data_dir: _Optional[str] = ...) -> None: ...

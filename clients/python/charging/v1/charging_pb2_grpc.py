@@ -697,3 +697,175 @@ class CatalogService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminServiceStub:
+    """---------------------------------------------------------------- admin
+
+    Operator functions: snapshots of every shard (RocksDB checkpoints).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateSnapshot = channel.unary_unary(
+                '/charging.v1.AdminService/CreateSnapshot',
+                request_serializer=charging_dot_v1_dot_charging__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.Snapshot.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/charging.v1.AdminService/ListSnapshots',
+                request_serializer=charging_dot_v1_dot_charging__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/charging.v1.AdminService/RestoreSnapshot',
+                request_serializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServiceServicer:
+    """---------------------------------------------------------------- admin
+
+    Operator functions: snapshots of every shard (RocksDB checkpoints).
+    """
+
+    def CreateSnapshot(self, request, context):
+        """Checkpoints every shard while serving; each shard pauses for at most the
+        batch it is applying. Shards hold disjoint subscribers, so each shard's
+        checkpoint at a batch boundary is a consistent snapshot of its accounts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """Copies a snapshot into a fresh data directory on the grid's machine, from
+        which `grid serve --data-dir` starts a grid with exactly its state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.Snapshot.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'charging.v1.AdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('charging.v1.AdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AdminService:
+    """---------------------------------------------------------------- admin
+
+    Operator functions: snapshots of every shard (RocksDB checkpoints).
+    """
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AdminService/CreateSnapshot',
+            charging_dot_v1_dot_charging__pb2.CreateSnapshotRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.Snapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AdminService/ListSnapshots',
+            charging_dot_v1_dot_charging__pb2.ListSnapshotsRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AdminService/RestoreSnapshot',
+            charging_dot_v1_dot_charging__pb2.RestoreSnapshotRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.RestoreSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
