@@ -221,3 +221,22 @@ def test_a_shard_killed_by_itself_is_restarted_by_ray_and_calls_go_on(server):
             assert client.balance(subscriber).balance_micros == 90_000
     restarted = [p for p in server._session_processes() if "ShardActor" in " ".join(p.cmdline())]
     assert len(restarted) == 2 and shards[0].pid not in {p.pid for p in restarted}
+
+
+def test_a_flipped_byte_in_a_stored_record_is_reported_and_never_applied(server):
+    """Corruption: the shard refuses to start on a record that fails its checksum,
+    naming the shard and the key, rather than serving a wrong balance."""
+    from grid.storage.shard_store import ShardStore
+
+    server.start()
+    with ChargingClient(server.target) as client:
+        _provision(client, [f"c{i}" for i in range(8)], 5_000)
+    assert server.terminate() == 0
+    store = ShardStore(server.data_dir / "shard-0", 0)
+    key = next(key for key in store._db.keys() if key[:1] == b"a")  # an account record
+    damaged = bytearray(store._db[key])
+    damaged[len(damaged) // 2] ^= 0x01
+    store._db[key] = bytes(damaged)
+    store.close()
+    with pytest.raises(RuntimeError, match=r"CorruptRecord: shard 0 key .*checksum mismatch"):
+        server.start()
