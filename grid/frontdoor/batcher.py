@@ -64,6 +64,14 @@ class ShardBatcher:
         self._senders: set[asyncio.Task] = set()
         self._closing = False
         self._task: asyncio.Task | None = None
+        # Order across resends: batches are numbered as they are sent; see _call_with_retries.
+        self._next_sequence = 0
+        self._oldest_unfinished = 0
+        self._finished: set[int] = set()
+        self._order_changed = asyncio.Event()
+        self._recovering = 0
+        self._not_recovering = asyncio.Event()
+        self._not_recovering.set()
         # Counters for metrics and benchmarks.
         self.batches_sent = 0
         self.operations_sent = 0
@@ -106,11 +114,13 @@ class ShardBatcher:
                 except asyncio.TimeoutError:
                     # Idle: an empty batch lets the shard expire due holds (a sweep).
                     await self._in_flight.acquire()
+                    await self._not_recovering.wait()
                     self._spawn([])
                     continue
                 finally:
                     self._wakeup.clear()
             await self._in_flight.acquire()
+            await self._not_recovering.wait()
             batch = self._take_batch()
             if batch:
                 self._spawn(batch)
@@ -132,15 +142,17 @@ class ShardBatcher:
         return batch
 
     def _spawn(self, batch: list) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(batch))
+        sequence = self._next_sequence
+        self._next_sequence += 1
+        task = asyncio.get_running_loop().create_task(self._send(batch, sequence))
         self._senders.add(task)
         task.add_done_callback(self._senders.discard)
 
-    async def _send(self, batch: list) -> None:
+    async def _send(self, batch: list, sequence: int) -> None:
         try:
             operations = [operation for operation, _, _ in batch]
             try:
-                replies = await self._call_with_retries(operations)
+                replies = await self._call_with_retries(operations, sequence)
             except Exception as error:  # noqa: BLE001 - every caller must hear back
                 log.error("shard %d batch of %d failed: %r", self.shard_id, len(batch), error)
                 replies = [_unavailable(error)] * len(batch)
@@ -150,18 +162,48 @@ class ShardBatcher:
                 if not future.done():
                     future.set_result(reply)
         finally:
+            self._finish(sequence)
             self._in_flight.release()
 
-    async def _call_with_retries(self, operations: list) -> list:
-        give_up_at = time.monotonic() + self._retry_window_s
-        backoff_s = _RETRY_BACKOFF_FIRST_S
-        while True:
-            try:
-                return await cluster.apply_batch(self._handle, operations)
-            except cluster.RETRYABLE_ERRORS as error:
+    def _finish(self, sequence: int) -> None:
+        self._finished.add(sequence)
+        while self._oldest_unfinished in self._finished:
+            self._finished.discard(self._oldest_unfinished)
+            self._oldest_unfinished += 1
+        self._order_changed.set()
+
+    async def _call_with_retries(self, operations: list, sequence: int) -> list:
+        """Send a batch; when its shard died, resend it with the same request ids.
+
+        Resends keep the shard's order: while any batch is recovering no new batch
+        is sent (the sender loop waits), and a batch is resent only once every
+        earlier batch is answered or given up. Otherwise a later batch (say a
+        GetTransaction) could reach the restarted shard before an earlier
+        operation's resend, and its "not found" would later become untrue."""
+        try:
+            return await cluster.apply_batch(self._handle, operations)
+        except cluster.RETRYABLE_ERRORS as error:
+            first_error = error
+        self._recovering += 1
+        self._not_recovering.clear()
+        try:
+            give_up_at = time.monotonic() + self._retry_window_s
+            backoff_s = _RETRY_BACKOFF_FIRST_S
+            log.warning("shard %d unavailable (%s); resending %d operations", self.shard_id,
+                        type(first_error).__name__, len(operations))
+            while self._oldest_unfinished < sequence:
+                self._order_changed.clear()
+                await self._order_changed.wait()
+            while True:
                 if time.monotonic() + backoff_s > give_up_at:
-                    raise
-                log.warning("shard %d unavailable (%s); resending %d operations", self.shard_id,
-                            type(error).__name__, len(operations))
+                    raise first_error
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _RETRY_BACKOFF_MAX_S)
+                try:
+                    return await cluster.apply_batch(self._handle, operations)
+                except cluster.RETRYABLE_ERRORS as error:
+                    first_error = error
+        finally:
+            self._recovering -= 1
+            if self._recovering == 0:
+                self._not_recovering.set()
