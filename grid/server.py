@@ -94,14 +94,15 @@ class Grid:
         while True:
             await asyncio.sleep(interval_s)
             for batcher in self.router.batchers:
-                batches, operations = batcher.batches_sent, batcher.operations_sent
-                last_batches, last_operations = previous.get(batcher.shard_id, (0, 0))
-                previous[batcher.shard_id] = (batches, operations)
+                batches, operations, seconds = batcher.batches_sent, batcher.operations_sent, batcher.batch_seconds
+                last_batches, last_operations, last_seconds = previous.get(batcher.shard_id, (0, 0, 0.0))
+                previous[batcher.shard_id] = (batches, operations, seconds)
                 if batches > last_batches:
-                    log.info("shard %d: %.0f operations/s in %.0f batches/s (%.1f per batch), queue %d",
-                             batcher.shard_id, (operations - last_operations) / interval_s,
+                    log.info("shard %d: %.0f operations/s in %.0f batches/s (%.1f per batch, %.2f ms each), "
+                             "queue %d", batcher.shard_id, (operations - last_operations) / interval_s,
                              (batches - last_batches) / interval_s,
-                             (operations - last_operations) / (batches - last_batches), batcher.queue_depth)
+                             (operations - last_operations) / (batches - last_batches),
+                             1000 * (seconds - last_seconds) / (batches - last_batches), batcher.queue_depth)
 
     async def create_snapshot(self, label: str = "") -> snapshots.SnapshotInfo:
         """Checkpoint every shard into one snapshot, then keep only the newest ones."""

@@ -22,6 +22,11 @@ class NoOpCharging(pb_grpc.ChargingServiceServicer):
     async def Debit(self, request, context):
         return pb.DebitResponse(result=pb.SUCCESS, charge_id="noop")
 
+    async def Charge(self, request_iterator, context):
+        async for message in request_iterator:
+            yield pb.ChargeResponse(correlation_tag=message.correlation_tag,
+                                    debit=pb.DebitResponse(result=pb.SUCCESS, charge_id="noop"))
+
 
 async def serve(port: int) -> None:
     server = grpc.aio.server()

@@ -75,6 +75,7 @@ class ShardBatcher:
         # Counters for metrics and benchmarks.
         self.batches_sent = 0
         self.operations_sent = 0
+        self.batch_seconds = 0.0  # summed round trips of answered batches
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.shard_id}")
@@ -151,6 +152,7 @@ class ShardBatcher:
     async def _send(self, batch: list, sequence: int) -> None:
         try:
             operations = [operation for operation, _, _ in batch]
+            started = time.perf_counter()
             try:
                 replies = await self._call_with_retries(operations, sequence)
             except Exception as error:  # noqa: BLE001 - every caller must hear back
@@ -158,6 +160,7 @@ class ShardBatcher:
                 replies = [_unavailable(error)] * len(batch)
             self.batches_sent += 1
             self.operations_sent += len(operations)
+            self.batch_seconds += time.perf_counter() - started
             for (_, future, _), reply in zip(batch, replies, strict=True):
                 if not future.done():
                     future.set_result(reply)
