@@ -1,0 +1,105 @@
+"""Direct debits over one Charge stream: the grid against the no-op server's echo, one run.
+
+Both servers run as their own processes on 127.0.0.1; one asyncio client keeps
+`window` operations in flight on a single bidirectional stream and sends a
+bounded number of debits to each. Reported: operations per second for each,
+their ratio, the result mix, and a conservation audit of the grid afterwards.
+
+    .venv/bin/python load_tests/bench_stream.py --operations 20000 --window 4000
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+import uvloop
+from charging.v1 import charging_pb2 as pb
+from charging.v1 import charging_pb2_grpc as pb_grpc
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests" / "process"))
+import bench_unary  # noqa: E402
+from server_process import ServerProcess, free_port  # noqa: E402
+
+OPERATIONS_MAX = 1_000_000
+SECONDS_MAX = 300
+
+
+async def stream(target: str, subscribers: list[str], operations: int, window: int, label: str) -> dict:
+    results: dict[str, int] = {}
+    charged = {s: 0 for s in subscribers}
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.ChargingServiceStub(channel)
+        slots = asyncio.Semaphore(window)
+        sent_subscriber: dict[int, str] = {}
+
+        async def requests():
+            for tag in range(operations):
+                await slots.acquire()
+                subscriber = subscribers[tag % len(subscribers)]
+                sent_subscriber[tag] = subscriber
+                yield pb.ChargeRequest(correlation_tag=tag, debit=pb.DebitRequest(
+                    request_id=f"{label}-{tag}", subscriber_id=subscriber, rating_group=bench_unary.RATING_GROUP,
+                    used_units=1))
+
+        started = time.perf_counter()
+        call = stub.Charge(requests(), timeout=SECONDS_MAX)
+        async for response in call:
+            slots.release()
+            kind = response.WhichOneof("reply")
+            key = pb.Result.Name(response.debit.result) if kind == "debit" else kind
+            results[key] = results.get(key, 0) + 1
+            if kind == "debit":
+                charged[sent_subscriber[response.correlation_tag]] += response.debit.charged_micros
+        elapsed_s = time.perf_counter() - started
+    return {"operations_per_s": round(operations / elapsed_s, 1), "operations": operations,
+            "seconds": round(elapsed_s, 2), "results": results, "charged": charged}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--operations", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=4_000)
+    parser.add_argument("--subscribers", type=int, default=256)
+    parser.add_argument("--shards", type=int, default=2)
+    args = parser.parse_args()
+    assert 0 < args.operations <= OPERATIONS_MAX and 0 < args.window <= 10_000
+    uvloop.install()
+    subscribers = [f"bench-{i}" for i in range(args.subscribers)]
+    noop_port = free_port()
+    noop = subprocess.Popen([sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)],
+                            stdout=subprocess.PIPE, start_new_session=True)
+    assert "noop listening" in noop.stdout.readline().decode()
+    with tempfile.TemporaryDirectory(prefix="grid-bench-") as scratch:
+        grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=args.shards).start()
+        try:
+            bench_unary._provision(grid.target, subscribers)
+            ceiling = asyncio.run(stream(f"127.0.0.1:{noop_port}", subscribers, args.operations, args.window, "n"))
+            measured = asyncio.run(stream(grid.target, subscribers, args.operations, args.window, "g"))
+            audit_ok = bench_unary._audit(grid.target, subscribers, measured["charged"])
+        finally:
+            grid.kill()
+            os.killpg(noop.pid, signal.SIGKILL)
+    report = {
+        "benchmark": "Charge stream, direct debits",
+        "cpus": os.cpu_count(), "window": args.window, "shards": args.shards,
+        "noop": {k: v for k, v in ceiling.items() if k != "charged"},
+        "grid": {k: v for k, v in measured.items() if k != "charged"},
+        "grid_over_noop": round(measured["operations_per_s"] / ceiling["operations_per_s"], 3),
+        "conservation_audit": "ok" if audit_ok else "FAILED",
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if audit_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
