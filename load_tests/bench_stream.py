@@ -1,8 +1,8 @@
 """Direct debits over one Charge stream: the grid against the no-op server's echo, one run.
 
 Both servers run as their own processes on 127.0.0.1; one asyncio client keeps
-`window` operations in flight on a single bidirectional stream and sends a
-bounded number of debits to each. Reported: operations per second for each,
+`window` operations in flight over `streams` bidirectional streams (each on
+its own channel) and sends a bounded number of debits to each server. Reported: operations per second for each,
 their ratio, the result mix, and a conservation audit of the grid afterwards.
 
     .venv/bin/python load_tests/bench_stream.py --operations 20000 --window 4000
@@ -32,6 +32,26 @@ from server_process import ServerProcess, free_port  # noqa: E402
 
 OPERATIONS_MAX = 1_000_000
 SECONDS_MAX = 300
+
+
+async def streams(target: str, subscribers: list[str], operations: int, window: int, label: str,
+                  count: int) -> dict:
+    """`count` concurrent streams sharing the operations and the window."""
+    started = time.perf_counter()
+    parts = await asyncio.gather(*(
+        stream(target, subscribers, operations // count, max(1, window // count), f"{label}{index}")
+        for index in range(count)))
+    elapsed_s = time.perf_counter() - started
+    results: dict[str, int] = {}
+    charged = {s: 0 for s in subscribers}
+    for part in parts:
+        for key, value in part["results"].items():
+            results[key] = results.get(key, 0) + value
+        for key, value in part["charged"].items():
+            charged[key] += value
+    done = sum(part["operations"] for part in parts)
+    return {"operations_per_s": round(done / elapsed_s, 1), "operations": done, "streams": count,
+            "seconds": round(elapsed_s, 2), "results": results, "charged": charged}
 
 
 async def stream(target: str, subscribers: list[str], operations: int, window: int, label: str) -> dict:
@@ -71,8 +91,9 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=4_000)
     parser.add_argument("--subscribers", type=int, default=256)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=1, help="concurrent streams, each on its own channel")
     args = parser.parse_args()
-    assert 0 < args.operations <= OPERATIONS_MAX and 0 < args.window <= 10_000
+    assert 0 < args.operations <= OPERATIONS_MAX and 0 < args.window <= 10_000 and 1 <= args.streams <= 64
     uvloop.install()
     subscribers = [f"bench-{i}" for i in range(args.subscribers)]
     noop_port = free_port()
@@ -83,8 +104,10 @@ def main() -> int:
         grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=args.shards).start()
         try:
             bench_unary._provision(grid.target, subscribers)
-            ceiling = asyncio.run(stream(f"127.0.0.1:{noop_port}", subscribers, args.operations, args.window, "n"))
-            measured = asyncio.run(stream(grid.target, subscribers, args.operations, args.window, "g"))
+            ceiling = asyncio.run(streams(f"127.0.0.1:{noop_port}", subscribers, args.operations, args.window, "n",
+                                          args.streams))
+            measured = asyncio.run(streams(grid.target, subscribers, args.operations, args.window, "g",
+                                           args.streams))
             audit_ok = bench_unary._audit(grid.target, subscribers, measured["charged"])
         finally:
             grid.kill()
