@@ -15,6 +15,7 @@ same payload later gets that reply marked replayed, another payload a
 Rejection ALREADY_EXISTS naming the first differing field.
 """
 
+import collections
 import dataclasses
 import heapq
 
@@ -62,7 +63,12 @@ class ShardState:
         self.charges: dict[str, Charge] = {}
         self.tariffs: dict[str, rating.TariffPlan] = {}
         self.idempotency: dict[IdempotencyKey, IdempotencyRecord] = {}
-        # Derived indexes, rebuilt on restore.
+        # Derived indexes, rebuilt on restore. The *_order deques list records oldest
+        # first for retention: popping the front of a dict is quadratic in CPython
+        # (deleted slots are scanned again by every next(iter(...))).
+        self._idempotency_order: collections.deque[tuple[int, IdempotencyKey]] = collections.deque()
+        self._charge_order: collections.deque[tuple[int, str]] = collections.deque()
+        self._reservation_order: collections.deque[tuple[int, str]] = collections.deque()
         self._active_holds: dict[AccountKey, dict[str, Reservation]] = {}
         self._expiry_heap: list[tuple[int, str]] = []
         # Changes since the last take_writes, keyed so a record changed twice is written once.
@@ -108,6 +114,7 @@ class ShardState:
             recorded_at_ms=now_ms,
         )
         self.idempotency[key] = record
+        self._idempotency_order.append((now_ms, key))
         self._mark("idempotency", key, record)
         return reply
 
@@ -146,32 +153,28 @@ class ShardState:
 
     def _forget_old_charges_and_holds(self, now_ms: int) -> None:
         """Charges and resolved holds past the retention are dropped: a refund or a
-        debit naming one then finds nothing. Both maps are in creation order."""
+        debit naming one then finds nothing."""
         oldest_kept_ms = now_ms - self.limits.charge_retention_s * 1000
-        while self.charges:
-            charge_id, charge = next(iter(self.charges.items()))
-            if charge.charged_at_ms >= oldest_kept_ms:
-                break
+        while self._charge_order and self._charge_order[0][0] < oldest_kept_ms:
+            _, charge_id = self._charge_order.popleft()
             del self.charges[charge_id]
             self._dirty.pop(("charge", charge_id), None)
             self._deleted_charges.append(charge_id)
-        while self.reservations:
-            reservation_id, reservation = next(iter(self.reservations.items()))
-            if reservation.expires_at_ms >= oldest_kept_ms:
-                break
+        while self._reservation_order and self._reservation_order[0][0] < oldest_kept_ms:
+            _, reservation_id = self._reservation_order.popleft()
             # Past its expiry an active hold was expired by the sweep above.
-            assert reservation.state != ReservationState.ACTIVE, reservation_id
+            assert self.reservations[reservation_id].state != ReservationState.ACTIVE, reservation_id
             del self.reservations[reservation_id]
             self._dirty.pop(("reservation", reservation_id), None)
             self._deleted_reservations.append(reservation_id)
 
     def _forget_old_requests(self, now_ms: int) -> None:
         oldest_kept_ms = now_ms - self.limits.idempotency_horizon_s * 1000
-        # Insertion order is recording order: stop at the first young record.
-        while self.idempotency:
-            key, record = next(iter(self.idempotency.items()))
-            if record.recorded_at_ms >= oldest_kept_ms:
-                break
+        while self._idempotency_order and self._idempotency_order[0][0] < oldest_kept_ms:
+            recorded_at_ms, key = self._idempotency_order.popleft()
+            record = self.idempotency.get(key)
+            if record is None or record.recorded_at_ms != recorded_at_ms:
+                continue  # forgotten before and recorded anew: a later entry stands for it
             del self.idempotency[key]
             self._dirty.pop(("idempotency", key), None)
             self._deleted_idempotency.append(key)
@@ -362,6 +365,7 @@ class ShardState:
         reserved_before = account.reserved_micros
         account.reserved_micros += held
         self.reservations[reservation.reservation_id] = reservation
+        self._reservation_order.append((reservation.expires_at_ms, reservation.reservation_id))
         self._active_holds[account.key][reservation.reservation_id] = reservation
         heapq.heappush(self._expiry_heap, (reservation.expires_at_ms, reservation.reservation_id))
         self._mark("reservation", reservation.reservation_id, reservation)
@@ -492,6 +496,7 @@ class ShardState:
             rating_group=rating_group, used_units=op.used_units, charged_at_ms=now_ms,
         )
         self.charges[charge.charge_id] = charge
+        self._charge_order.append((now_ms, charge.charge_id))
         self._mark("charge", charge.charge_id, charge)
         return charge
 
@@ -645,12 +650,14 @@ class ShardState:
                 pass
             else:
                 raise AssertionError(f"unknown record {type(record).__name__}")
-        # Retention walks these maps oldest first: restore them in creation order.
-        state.charges = dict(sorted(state.charges.items(), key=lambda item: item[1].charged_at_ms))
-        state.reservations = dict(sorted(state.reservations.items(), key=lambda item: item[1].granted_at_ms))
         idempotency.sort(key=lambda r: r.recorded_at_ms)
         for record in idempotency:
-            state.idempotency[(record.tenant, record.subscriber_id, record.request_id)] = record
+            key = (record.tenant, record.subscriber_id, record.request_id)
+            state.idempotency[key] = record
+            state._idempotency_order.append((record.recorded_at_ms, key))
+        state._charge_order.extend(sorted((c.charged_at_ms, c.charge_id) for c in state.charges.values()))
+        state._reservation_order.extend(
+            sorted((r.expires_at_ms, r.reservation_id) for r in state.reservations.values()))
         for reservation in state.reservations.values():
             if reservation.state == ReservationState.ACTIVE:
                 state._active_holds[reservation.account_key][reservation.reservation_id] = reservation
