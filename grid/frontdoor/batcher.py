@@ -26,6 +26,10 @@ log = logging.getLogger("grid.batcher")
 
 _RETRY_BACKOFF_FIRST_S = 0.05
 _RETRY_BACKOFF_MAX_S = 1.0
+# Resends of a whole batch after which its operations are tried one by one.
+RESENDS_BEFORE_ISOLATING = 2
+# Tries of one operation on its own before it alone is answered UNAVAILABLE.
+SINGLE_ATTEMPTS_MAX = 3
 
 OVERLOADED = Rejection(ErrorCode.RESOURCE_EXHAUSTED, "", "the shard's queue is full; retry with backoff")
 DEADLINE_PASSED = Rejection(ErrorCode.DEADLINE_EXCEEDED, "", "the deadline passed before the operation was sent")
@@ -168,6 +172,28 @@ class ShardBatcher:
             self._finish(sequence)
             self._in_flight.release()
 
+    async def _one_by_one(self, operations: list, give_up_at: float) -> list:
+        """The shard died again and again under this batch: perhaps one operation
+        kills it (a bug in the core). Resend the operations one at a time, in
+        order, so that one such operation fails alone (UNAVAILABLE) instead of
+        taking every other subscriber's operation in the batch with it."""
+        log.error("shard %d died %d times under a batch of %d; resending its operations one at a time",
+                  self.shard_id, RESENDS_BEFORE_ISOLATING + 1, len(operations))
+        replies = []
+        for operation in operations:
+            for attempt in range(SINGLE_ATTEMPTS_MAX):
+                try:
+                    replies.append((await cluster.apply_batch(self._handle, [operation]))[0])
+                    break
+                except cluster.RETRYABLE_ERRORS as error:
+                    if attempt + 1 == SINGLE_ATTEMPTS_MAX or time.monotonic() > give_up_at:
+                        log.error("shard %d: operation %s still fails alone: %r", self.shard_id,
+                                  type(operation).__name__, error)
+                        replies.append(_unavailable(error))
+                        break
+                    await asyncio.sleep(_RETRY_BACKOFF_MAX_S)
+        return replies
+
     def _finish(self, sequence: int) -> None:
         self._finished.add(sequence)
         while self._oldest_unfinished in self._finished:
@@ -197,6 +223,7 @@ class ShardBatcher:
             while self._oldest_unfinished < sequence:
                 self._order_changed.clear()
                 await self._order_changed.wait()
+            resends = 0
             while True:
                 if time.monotonic() + backoff_s > give_up_at:
                     raise first_error
@@ -206,6 +233,9 @@ class ShardBatcher:
                     return await cluster.apply_batch(self._handle, operations)
                 except cluster.RETRYABLE_ERRORS as error:
                     first_error = error
+                resends += 1
+                if resends >= RESENDS_BEFORE_ISOLATING and len(operations) > 1:
+                    return await self._one_by_one(operations, give_up_at)
         finally:
             self._recovering -= 1
             if self._recovering == 0:

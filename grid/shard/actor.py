@@ -54,7 +54,9 @@ class ShardActor:
         """Operations in, replies out, both packed by the codec (see codec.pack_batch)."""
         try:
             now = now_ms()
-            replies = self.state.apply_batch(codec.unpack_batch(payload), now)
+            operations = codec.unpack_batch(payload)
+            self.faults.before_apply(operations)
+            replies = self.state.apply_batch(operations, now)
             writes = self.state.take_writes()
             if writes:
                 self.faults.before_commit()

@@ -1,6 +1,7 @@
 """Fault points a test can arm in a shard, through the environment of `grid serve`.
 
     GRID_FAULTS="exit_after_commit=0.05,exit_before_commit=0.02,delay_after_commit_ms=200"
+    GRID_FAULTS="crash_on_request_id=poison-1"
     GRID_FAULT_SEED=1234
 
 exit_after_commit kills the shard's process (as kill -9 would) right after its
@@ -8,7 +9,9 @@ batch is synced and before the reply leaves: the moment where an acknowledged
 write must survive and the unacknowledged reply must be resolved by a retry
 with the same request ids. exit_before_commit dies with the batch applied in
 memory only. delay_after_commit_ms holds every reply after its commit, so a
-caller's deadline expires after the effect happened. Off unless armed; the
+caller's deadline expires after the effect happened. crash_on_request_id makes
+any batch carrying that request id fail as a bug in the core would (the shard
+exits and reloads). Off unless armed; the
 probabilities are per batch, drawn from a generator seeded per shard and epoch
 so a restarted shard does not replay the same draws.
 """
@@ -17,6 +20,8 @@ import dataclasses
 import os
 import random
 import time
+
+from grid.domain.operations import MUTATING_OPERATIONS
 
 ENVIRONMENT_VARIABLE = "GRID_FAULTS"
 SEED_VARIABLE = "GRID_FAULT_SEED"
@@ -28,6 +33,8 @@ class FaultPoints:
     exit_after_commit: float = 0.0
     exit_before_commit: float = 0.0
     delay_after_commit_ms: int = 0
+    # A request id whose operation makes the shard fail as a bug in the core would.
+    crash_on_request_id: str = ""
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
     @classmethod
@@ -43,13 +50,23 @@ class FaultPoints:
                 setattr(faults, name, probability)
             elif name == "delay_after_commit_ms":
                 faults.delay_after_commit_ms = int(value)
+            elif name == "crash_on_request_id":
+                faults.crash_on_request_id = value.strip()
             else:
                 raise ValueError(f"{ENVIRONMENT_VARIABLE}: unknown fault point {name!r}")
         return faults
 
     @property
     def armed(self) -> bool:
-        return bool(self.exit_after_commit or self.exit_before_commit or self.delay_after_commit_ms)
+        return bool(self.exit_after_commit or self.exit_before_commit or self.delay_after_commit_ms
+                    or self.crash_on_request_id)
+
+    def before_apply(self, operations) -> None:
+        if self.crash_on_request_id and any(
+            isinstance(operation, MUTATING_OPERATIONS) and operation.request_id == self.crash_on_request_id
+            for operation in operations
+        ):
+            raise AssertionError(f"fault point: operation {self.crash_on_request_id} crashes the core")
 
     def before_commit(self) -> None:
         if self.exit_before_commit and self.rng.random() < self.exit_before_commit:

@@ -240,3 +240,40 @@ def test_a_flipped_byte_in_a_stored_record_is_reported_and_never_applied(server)
     store.close()
     with pytest.raises(RuntimeError, match=r"CorruptRecord: shard 0 key .*checksum mismatch"):
         server.start()
+
+
+def test_an_operation_that_crashes_its_shard_fails_alone(tmp_path):
+    """A request that makes the core fail (a bug) kills its shard every time it is
+    applied. The front door must isolate it: the other operations that shared its
+    batch are applied, and only it is answered UNAVAILABLE, never applied."""
+    server = ServerProcess(tmp_path / "grid-data", env={"GRID_FAULTS": "crash_on_request_id=poison-1"})
+    subscribers = [f"p{i}" for i in range(12)]
+    try:
+        server.start()
+        with ChargingClient(server.target) as client:
+            _provision(client, subscribers, 1_000)
+        outcomes: dict[str, object] = {}
+
+        async def burst() -> None:
+            async with AsyncChargingClient(server.target, retry=RetryPolicy(attempts=1, timeout_s=120)) as client:
+                async def top_up(request_id: str, subscriber: str) -> None:
+                    try:
+                        outcomes[request_id] = await client.top_up(subscriber, 10, request_id=request_id)
+                    except Exception as error:  # noqa: BLE001
+                        outcomes[request_id] = error
+                calls = [top_up(f"ok-{i}", subscribers[i % len(subscribers)]) for i in range(40)]
+                calls.insert(20, top_up("poison-1", subscribers[0]))
+                await asyncio.gather(*calls)
+
+        asyncio.run(burst())
+        poisoned = outcomes.pop("poison-1")
+        assert getattr(poisoned, "code", None) == grpc.StatusCode.UNAVAILABLE, poisoned
+        assert all(isinstance(reply, pb.TopUpResponse) and reply.result == pb.SUCCESS
+                   for reply in outcomes.values()), outcomes
+        with ChargingClient(server.target) as client:
+            assert not client.get_transaction(subscribers[0], "poison-1").found
+            for i, subscriber in enumerate(subscribers):
+                credited = sum(10 for n in range(40) if n % len(subscribers) == i)
+                assert client.balance(subscriber).balance_micros == 1_000 + credited
+    finally:
+        server.kill()
