@@ -13,10 +13,7 @@ import asyncio
 import json
 import os
 import pathlib
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 import grpc
@@ -26,9 +23,7 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests" / "process"))
 import bench_unary  # noqa: E402
-from server_process import ServerProcess, free_port  # noqa: E402
 
 OPERATIONS_MAX = 1_000_000
 SECONDS_MAX = 300
@@ -96,22 +91,10 @@ def main() -> int:
     assert 0 < args.operations <= OPERATIONS_MAX and 0 < args.window <= 10_000 and 1 <= args.streams <= 64
     uvloop.install()
     subscribers = [f"bench-{i}" for i in range(args.subscribers)]
-    noop_port = free_port()
-    noop = subprocess.Popen([sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)],
-                            stdout=subprocess.PIPE, start_new_session=True)
-    assert "noop listening" in noop.stdout.readline().decode()
-    with tempfile.TemporaryDirectory(prefix="grid-bench-") as scratch:
-        grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=args.shards).start()
-        try:
-            bench_unary._provision(grid.target, subscribers)
-            ceiling = asyncio.run(streams(f"127.0.0.1:{noop_port}", subscribers, args.operations, args.window, "n",
-                                          args.streams))
-            measured = asyncio.run(streams(grid.target, subscribers, args.operations, args.window, "g",
-                                           args.streams))
-            audit_ok = bench_unary._audit(grid.target, subscribers, measured["charged"])
-        finally:
-            grid.kill()
-            os.killpg(noop.pid, signal.SIGKILL)
+    with bench_unary.ceiling_and_grid(args.shards, subscribers) as (noop_target, grid_target):
+        ceiling = asyncio.run(streams(noop_target, subscribers, args.operations, args.window, "n", args.streams))
+        measured = asyncio.run(streams(grid_target, subscribers, args.operations, args.window, "g", args.streams))
+        audit_ok = bench_unary._audit(grid_target, subscribers, measured["charged"])
     report = {
         "benchmark": "Charge stream, direct debits",
         "cpus": os.cpu_count(), "window": args.window, "shards": args.shards,

@@ -14,6 +14,7 @@ omission), and a conservation audit of the grid's balances afterwards.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -111,6 +112,26 @@ def _audit(target: str, subscribers: list[str], charged: dict) -> bool:
     return ok
 
 
+@contextlib.contextmanager
+def ceiling_and_grid(shards: int, subscribers: list[str]):
+    """The no-op server and a provisioned `grid serve` (scratch data), both on
+    127.0.0.1 as their own processes, ended whatever happens: yields their targets."""
+    noop_port = free_port()
+    noop = subprocess.Popen([sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)],
+                            stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert "noop listening" in noop.stdout.readline().decode()
+        with tempfile.TemporaryDirectory(prefix="grid-bench-") as scratch:
+            grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=shards).start()
+            try:
+                _provision(grid.target, subscribers)
+                yield f"127.0.0.1:{noop_port}", grid.target
+            finally:
+                grid.kill()
+    finally:
+        os.killpg(noop.pid, signal.SIGKILL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -122,21 +143,10 @@ def main() -> int:
     assert 0 < args.seconds <= 600, "--seconds must be in (0, 600]"
     uvloop.install()
     subscribers = [f"bench-{i}" for i in range(args.subscribers)]
-
-    noop_port = free_port()
-    noop = subprocess.Popen([sys.executable, str(HERE / "noop_server.py"), "--port", str(noop_port)],
-                            stdout=subprocess.PIPE, start_new_session=True)
-    assert "noop listening" in noop.stdout.readline().decode()
-    with tempfile.TemporaryDirectory(prefix="grid-bench-") as scratch:
-        grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=args.shards).start()
-        try:
-            _provision(grid.target, subscribers)
-            ceiling = asyncio.run(drive(f"127.0.0.1:{noop_port}", subscribers, args.seconds, args.concurrency, "n"))
-            measured = asyncio.run(drive(grid.target, subscribers, args.seconds, args.concurrency, "g"))
-            audit_ok = _audit(grid.target, subscribers, measured["charged"])
-        finally:
-            grid.kill()
-            os.killpg(noop.pid, signal.SIGKILL)
+    with ceiling_and_grid(args.shards, subscribers) as (noop_target, grid_target):
+        ceiling = asyncio.run(drive(noop_target, subscribers, args.seconds, args.concurrency, "n"))
+        measured = asyncio.run(drive(grid_target, subscribers, args.seconds, args.concurrency, "g"))
+        audit_ok = _audit(grid_target, subscribers, measured["charged"])
     report = {
         "benchmark": "unary Reserve+Debit",
         "cpus": os.cpu_count(),
