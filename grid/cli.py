@@ -52,17 +52,40 @@ def _print(message) -> None:
     print(json.dumps(_as_dict(message), indent=2))
 
 
+FINAL_UNIT_ACTIONS = {"TERMINATE": 1, "REDIRECT": 2, "RESTRICT_ACCESS": 3}
+
+
 def _parse_rate(text: str) -> dict:
     try:
-        rating_group, unit, price, rate_units, increment = text.split(":")
-        return {
+        rating_group, unit, price, rate_units, increment, *final = text.split(":", 6)
+        rate = {
             "rating_group": int(rating_group), "unit": UNITS[unit.upper()], "price_micros": int(price),
             "rate_units": int(rate_units), "increment_units": int(increment),
         }
+        if final:
+            rate["final_unit_action"] = FINAL_UNIT_ACTIONS[final[0].upper()]
+            if len(final) > 1:
+                rate["redirect_server_address"] = final[1]
+        return rate
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(
-            f"--rate {text!r}: expected RATING_GROUP:UNIT:PRICE_MICROS:RATE_UNITS:INCREMENT_UNITS, "
-            "UNIT one of SECONDS, BYTES, EVENTS (e.g. 1:SECONDS:1000:1:60)"
+            f"--rate {text!r}: expected RATING_GROUP:UNIT:PRICE_MICROS:RATE_UNITS:INCREMENT_UNITS"
+            "[:FINAL_UNIT_ACTION[:REDIRECT_ADDRESS]], UNIT one of SECONDS, BYTES, EVENTS, FINAL_UNIT_ACTION one of "
+            "TERMINATE, REDIRECT, RESTRICT_ACCESS (e.g. 1:SECONDS:1000:1:60 or 2:BYTES:1000:1000000:1000:REDIRECT:"
+            "https://top.up)"
+        ) from None
+
+
+def _parse_unit(text: str) -> tuple[int, int, int]:
+    try:
+        parts = [int(part) for part in text.split(":")]
+        if not 2 <= len(parts) <= 3:
+            raise ValueError
+        rating_group, requested, used = (parts + [0])[:3]
+        return rating_group, requested, used
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--unit {text!r}: expected RATING_GROUP:REQUESTED_UNITS[:USED_UNITS] (e.g. 10:50000000:1200000)"
         ) from None
 
 
@@ -162,11 +185,42 @@ def cmd_snapshot_restore(args) -> int:
     return 0
 
 
-def _add_client_command(commands, name, help_text, call, arguments=()):
+def cmd_watch(args) -> int:
+    """Print notifications as JSON lines until --count arrived or --timeout-s passed."""
+    import threading
+
+    from grid_client import GridError
+
+    finished, timed_out = threading.Event(), threading.Event()
+    with _client(args) as client:
+        def stop_at_timeout() -> None:
+            if not finished.wait(args.timeout_s):
+                timed_out.set()
+                client.close()  # ends the blocked stream
+
+        threading.Thread(target=stop_at_timeout, daemon=True).start()
+        printed = 0
+        try:
+            for notification in client.watch_notifications(args.client_id, args.cursor):
+                print(json.dumps(_as_dict(notification)), flush=True)
+                printed += 1
+                if printed >= args.count:
+                    break
+        except (GridError, ValueError) as error:  # ValueError: the stream's channel closed at the timeout
+            if not timed_out.is_set():
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+        finally:
+            finished.set()
+    return 0
+
+
+def _add_client_command(commands, name, help_text, call, arguments=(), *, request_id=True):
     parser = commands.add_parser(name, help=help_text)
     for flags, options in arguments:
         parser.add_argument(*flags, **options)
-    parser.add_argument("--request-id", default=None, help="reuse to retry a mutating call exactly once")
+    if request_id:
+        parser.add_argument("--request-id", default=None, help="reuse to retry a mutating call exactly once")
     parser.set_defaults(handler=cmd_client, call=call)
     return parser
 
@@ -258,6 +312,40 @@ def build_parser() -> argparse.ArgumentParser:
         lambda c, a: c.refund(a.subscriber, a.charge, a.amount_micros, request_id=a.request_id),
         [(("subscriber",), {}), (("charge",), {}), (("amount_micros",), {"type": int})],
     )
+    session = commands.add_parser(
+        "session", help="charging sessions: several rating groups per request, re-grants, release"
+    ).add_subparsers(dest="session_command", required=True)
+    unit_flag = (("--unit",), {"type": _parse_unit, "action": "append", "default": [],
+                               "help": "RATING_GROUP:REQUESTED_UNITS[:USED_UNITS], once per rating group"})
+    _add_client_command(
+        session, "create", "open a session (CCR-I / Nchf create)",
+        lambda c, a: c.create_session(a.subscriber, a.session, a.unit, a.sequence, notify_client_id=a.notify),
+        [(("subscriber",), {}), (("session",), {}), unit_flag, (("--sequence",), {"type": int, "default": 0}),
+         (("--notify",), {"default": "", "help": "client id that receives its notifications (grid watch)"})],
+        request_id=False,
+    )
+    _add_client_command(
+        session, "update", "report usage and ask for new quota (CCR-U / Nchf update)",
+        lambda c, a: c.update_session(a.subscriber, a.session, a.sequence, a.unit),
+        [(("subscriber",), {}), (("session",), {}), (("sequence",), {"type": int}), unit_flag],
+        request_id=False,
+    )
+    _add_client_command(
+        session, "release", "report final usage and close (CCR-T / Nchf release); --unit RG:0:USED",
+        lambda c, a: c.release_session(a.subscriber, a.session, a.sequence, a.unit),
+        [(("subscriber",), {}), (("session",), {}), (("sequence",), {"type": int}), unit_flag],
+        request_id=False,
+    )
+    _add_client_command(session, "get", "show a session and its holds",
+                        lambda c, a: c.get_session(a.subscriber, a.session),
+                        [(("subscriber",), {}), (("session",), {})], request_id=False)
+    watch = commands.add_parser("watch", help="print re-authorisations and aborts for a client's sessions")
+    watch.add_argument("client_id")
+    watch.add_argument("--cursor", default="", help="resume after this notification's cursor")
+    watch.add_argument("--count", type=int, default=sys.maxsize, help="stop after this many")
+    watch.add_argument("--timeout-s", type=float, default=3600.0, help="stop after this long")
+    watch.set_defaults(handler=cmd_watch)
+
     snapshot = commands.add_parser(
         "snapshot", help="snapshots of every shard: create, list, restore into a fresh data directory",
     ).add_subparsers(dest="snapshot_command", required=True)

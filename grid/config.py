@@ -40,6 +40,10 @@ class GridConfig:
     message_bytes_max: int = 1 << 20
     # Concurrent operations one Charge stream may have in flight.
     stream_operations_max: int = 10_000
+    # WatchNotifications streams one front door serves at once.
+    watchers_max: int = 256
+    # How often a watcher with nothing new asks the shards again (the delay of a notification).
+    notification_poll_interval_s: float = 0.2
     # Seconds between scheduled snapshots of every shard; 0 takes none.
     snapshot_interval_s: float = 0.0
     # Snapshots kept; creating one more deletes the oldest.

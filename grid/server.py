@@ -69,7 +69,8 @@ class Grid:
             ("grpc.so_reuseport", 0),
         ])
         pb_grpc.add_ChargingServiceServicer_to_server(
-            ChargingServicer(self._router, config.stream_operations_max), server)
+            ChargingServicer(self._router, config.stream_operations_max, watchers_max=config.watchers_max,
+                             notification_poll_interval_s=config.notification_poll_interval_s), server)
         pb_grpc.add_AccountServiceServicer_to_server(AccountServicer(self._router), server)
         pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self._router), server)
         pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(self), server)

@@ -1,7 +1,7 @@
 """A no-op charging.v1 server: the transport ceiling the grid is measured against.
 
 It speaks the same ChargingService over the same grpc.aio + uvloop stack as
-`grid serve`, and answers Reserve and Debit at once with a fixed success, so a
+`grid serve`, and answers Reserve, Debit and the session calls at once with a fixed success, so a
 benchmark that drives both with one generator shows what the grid itself costs.
 """
 
@@ -21,6 +21,27 @@ class NoOpCharging(pb_grpc.ChargingServiceServicer):
 
     async def Debit(self, request, context):
         return pb.DebitResponse(result=pb.SUCCESS, charge_id="noop")
+
+    async def CreateSession(self, request, context):
+        return self._session(request)
+
+    async def UpdateSession(self, request, context):
+        return self._session(request)
+
+    async def ReleaseSession(self, request, context):
+        return self._session(request)
+
+    @staticmethod
+    def _session(request) -> pb.SessionResponse:
+        return pb.SessionResponse(
+            result=pb.SUCCESS, session_id=request.session_id,
+            invocation_sequence_number=request.invocation_sequence_number,
+            multiple_unit_information=[
+                pb.MultipleUnitInformation(rating_group=u.rating_group, result=pb.SUCCESS,
+                                           granted_units=u.requested_units, validity_time_s=300)
+                for u in request.multiple_unit_usage
+            ],
+        )
 
     async def Charge(self, request_iterator, context):
         async for message in request_iterator:

@@ -34,6 +34,23 @@ class CoreLimits:
     id_length_max: int = 128
     # Rating groups one tariff plan may price.
     rates_per_plan_max: int = 1024
+    # Sessions: supervision time (RFC 4006 Tcc) is this many validity times,
+    # give or take the jitter, so that supervision never fires as one wave.
+    supervision_validity_times: int = 2
+    supervision_jitter_percent: int = 10
+    # Rating groups in one session request (3GPP allows many; 64 is generous).
+    units_per_session_request_max: int = 64
+    # Sessions (active) one account may have at once.
+    sessions_per_account_max: int = 1000
+    # Told to the network function: report after this long without traffic.
+    quota_holding_time_s: int = 60
+    # Report when this share of a grant is left (volume/time quota threshold).
+    quota_threshold_percent: int = 20
+    # Notifications a shard keeps for reconnecting watchers (and at most the
+    # idempotency horizon long); older ones are dropped, and a watcher behind
+    # them is told it lost some.
+    notifications_retained_max: int = 100_000
+    notifications_per_read_max: int = 512
 
     def __post_init__(self) -> None:
         assert 0 < self.validity_time_s <= UINT32_MAX
@@ -46,3 +63,5 @@ class CoreLimits:
         # Overage may push a balance below zero by at most one charge: stay in int64.
         assert self.balance_max_micros + self.charge_max_micros < INT64_MAX
         assert self.charge_max_micros * 2 < INT64_MAX
+        assert self.supervision_validity_times >= 1 and 0 <= self.supervision_jitter_percent < 50
+        assert 0 <= self.quota_threshold_percent < 100

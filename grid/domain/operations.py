@@ -9,7 +9,7 @@ payload (PAYLOAD_FIELDS) and its reply, so a retry is answered without effect.
 import dataclasses
 from typing import ClassVar, Union
 
-from grid.domain.outcomes import AccountState, ErrorCode, ReservationState, Result
+from grid.domain.outcomes import AccountState, ErrorCode, FinalUnitAction, ReservationState, Result, SessionState
 from grid.domain.rating import TariffPlan
 
 DEFAULT_TENANT = "default"
@@ -106,6 +106,122 @@ class PutTariff:
     trace_id: str = ""
 
 
+# ---------------------------------------------------------------- sessions
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnitUsage:
+    """One rating group of a session request (3GPP multipleUnitUsage)."""
+
+    rating_group: int
+    # New quota asked for; 0 asks for none (the group's hold is then closed).
+    requested_units: int = 0
+    # Units used since the last report, charged against the group's hold.
+    used_units: int = 0
+
+
+SESSION_PAYLOAD_FIELDS = ("subscriber_id", "session_id", "invocation_sequence_number", "multiple_unit_usage",
+                          "notify_client_id")
+
+
+def session_request_id(session_id: str, invocation_sequence_number: int) -> str:
+    """The idempotency key of a session request: (session, sequence number), so a
+    retransmission through any front door finds the original answer. Also what
+    GetTransaction takes to resolve an ambiguous session request."""
+    return f"session/{session_id}/{invocation_sequence_number}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateSession:
+    tenant: str
+    subscriber_id: str
+    session_id: str
+    invocation_sequence_number: int
+    multiple_unit_usage: tuple[UnitUsage, ...]
+    notify_client_id: str = ""
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
+
+    @property
+    def request_id(self) -> str:
+        return session_request_id(self.session_id, self.invocation_sequence_number)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpdateSession:
+    tenant: str
+    subscriber_id: str
+    session_id: str
+    invocation_sequence_number: int
+    multiple_unit_usage: tuple[UnitUsage, ...]
+    notify_client_id: str = ""
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
+
+    @property
+    def request_id(self) -> str:
+        return session_request_id(self.session_id, self.invocation_sequence_number)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReleaseSession:
+    tenant: str
+    subscriber_id: str
+    session_id: str
+    invocation_sequence_number: int
+    multiple_unit_usage: tuple[UnitUsage, ...]
+    notify_client_id: str = ""
+    trace_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
+
+    @property
+    def request_id(self) -> str:
+        return session_request_id(self.session_id, self.invocation_sequence_number)
+
+
+SESSION_OPERATIONS = (CreateSession, UpdateSession, ReleaseSession)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnitInformation:
+    """The answer for one rating group (3GPP multipleUnitInformation)."""
+
+    rating_group: int
+    result: Result
+    granted_units: int = 0
+    validity_time_s: int = 0
+    quota_holding_time_s: int = 0
+    # Report when this many granted units are left (volume/time quota threshold).
+    threshold_units: int = 0
+    # Set when these are the final units: what to do when they are used up.
+    final_unit_action: FinalUnitAction = FinalUnitAction.FINAL_UNIT_ACTION_UNSPECIFIED
+    redirect_server_address: str = ""
+    reservation_id: str = ""
+    held_micros: int = 0
+    # The charge for the used units reported for this group.
+    used_units: int = 0
+    charge_id: str = ""
+    charged_micros: int = 0
+    late: bool = False
+    overage_micros: int = 0
+    rounding_residue_picos: int = 0
+    # What the closed hold still held and went back to the subscriber.
+    released_micros: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionReply:
+    result: Result
+    session_id: str = ""
+    invocation_sequence_number: int = 0
+    multiple_unit_information: tuple[UnitInformation, ...] = ()
+    session_state: SessionState = SessionState.SESSION_STATE_UNSPECIFIED
+    # Send an update within this time or the grid closes the session.
+    supervision_time_s: int = 0
+    replayed: bool = False
+    trace_id: str = ""
+
+
 # ---------------------------------------------------------------- reads
 
 
@@ -131,6 +247,24 @@ class GetTransaction:
 @dataclasses.dataclass(frozen=True, slots=True)
 class GetTariff:
     tariff_plan_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetSession:
+    tenant: str
+    subscriber_id: str
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReadNotifications:
+    """The notifications for client_id after a shard sequence number (one shard:
+    the front door asks each shard and keeps a cursor of positions)."""
+
+    tenant: str
+    client_id: str
+    after_sequence: int
+    limit: int
 
 
 # ---------------------------------------------------------------- replies
@@ -245,6 +379,30 @@ class AccountReply:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SessionInfoReply:
+    result: Result
+    session_id: str = ""
+    subscriber_id: str = ""
+    state: SessionState = SessionState.SESSION_STATE_UNSPECIFIED
+    last_sequence_number: int = 0
+    notify_client_id: str = ""
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+    supervision_deadline_ms: int = 0
+    closed_at_ms: int = 0
+    reservations: tuple[ReservationView, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationsReply:
+    notifications: tuple = ()
+    # True when notifications after the asked sequence were dropped by retention.
+    lost: bool = False
+    # The shard's newest sequence: a watcher with nothing of its own advances to it.
+    last_sequence: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TariffReply:
     result: Result
     plan: TariffPlan | None = None
@@ -260,7 +418,8 @@ class Rejection:
 
 
 MutatingReply = Union[
-    CreateAccountReply, SetAccountStateReply, TopUpReply, ReserveReply, DebitReply, ReleaseReply, RefundReply
+    CreateAccountReply, SetAccountStateReply, TopUpReply, ReserveReply, DebitReply, ReleaseReply, RefundReply,
+    SessionReply,
 ]
 
 
@@ -270,12 +429,16 @@ class TransactionReply:
     reply: MutatingReply | None = None
 
 
-MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund)
+MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, *SESSION_OPERATIONS)
 Operation = Union[
     CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, PutTariff,
-    GetBalance, GetAccount, GetTransaction, GetTariff,
+    CreateSession, UpdateSession, ReleaseSession,
+    GetBalance, GetAccount, GetTransaction, GetTariff, GetSession, ReadNotifications,
 ]
-Reply = Union[MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, Rejection]
+Reply = Union[
+    MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, SessionInfoReply,
+    NotificationsReply, Rejection,
+]
 
 
 def first_differing_field(stored, incoming) -> str | None:

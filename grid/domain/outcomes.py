@@ -25,6 +25,9 @@ class Result(enum.IntEnum):
     TARIFF_PLAN_UNKNOWN = 12  # 5012
     BALANCE_LIMIT_EXCEEDED = 13  # 5012
     TOO_MANY_RESERVATIONS = 14  # 5012
+    SESSION_NOT_FOUND = 15  # 5002
+    SESSION_ALREADY_RELEASED = 16  # 5002
+    TOO_MANY_SESSIONS = 17  # 5012
 
 
 # Diameter Result-Code of each outcome (RFC 4006 section 9, RFC 6733 7.1).
@@ -43,6 +46,9 @@ DIAMETER_RESULT_CODE = {
     Result.TARIFF_PLAN_UNKNOWN: 5012,
     Result.BALANCE_LIMIT_EXCEEDED: 5012,
     Result.TOO_MANY_RESERVATIONS: 5012,
+    Result.SESSION_NOT_FOUND: 5002,
+    Result.SESSION_ALREADY_RELEASED: 5002,
+    Result.TOO_MANY_SESSIONS: 5012,
 }
 
 
@@ -66,6 +72,43 @@ class ReservationState(enum.IntEnum):
     COMMITTED = 2
     RELEASED = 3
     EXPIRED = 4
+    # A session update's new grant took the hold's place (TS 32.299 6.3.8).
+    REPLACED = 5
+
+
+class SessionState(enum.IntEnum):
+    SESSION_STATE_UNSPECIFIED = 0
+    SESSION_STATE_ACTIVE = 1
+    SESSION_STATE_RELEASED = 2
+    # Closed by the grid: no update within the supervision time (RFC 4006 Tcc).
+    SESSION_STATE_ABNORMALLY_RELEASED = 3
+
+
+class FinalUnitAction(enum.IntEnum):
+    """What the network function does when the final granted units are used
+    (RFC 4006 Final-Unit-Action; 0 = these are not the final units)."""
+
+    FINAL_UNIT_ACTION_UNSPECIFIED = 0
+    TERMINATE = 1
+    REDIRECT = 2
+    RESTRICT_ACCESS = 3
+
+
+class NotificationType(enum.IntEnum):
+    NOTIFICATION_TYPE_UNSPECIFIED = 0
+    # Ask for quota again now (Diameter RAR, Nchf re-authorization).
+    REAUTHORIZATION = 1
+    # Stop the session and report its final usage (Diameter ASR, Nchf abort).
+    ABORT_CHARGING = 2
+
+
+class NotificationReason(enum.IntEnum):
+    NOTIFICATION_REASON_UNSPECIFIED = 0
+    TOP_UP = 1
+    TARIFF_CHANGED = 2
+    ACCOUNT_SUSPENDED = 3
+    ACCOUNT_CLOSED = 4
+    ACCOUNT_REACTIVATED = 5
 
 
 class ErrorCode(enum.IntEnum):
@@ -95,3 +138,7 @@ class JournalKind(enum.IntEnum):
     EXPIRE = 7
     ACCOUNT_STATE = 8
     TARIFF = 9
+    SESSION_OPENED = 10
+    SESSION_RELEASED = 11
+    # Closed by supervision: no update within the supervision time.
+    SESSION_SUPERVISED = 12

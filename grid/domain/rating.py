@@ -7,7 +7,7 @@ residue (charged minus exact) is returned so the journal can record it.
 
 import dataclasses
 
-from grid.domain.outcomes import Unit
+from grid.domain.outcomes import FinalUnitAction, Unit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -19,6 +19,11 @@ class Rate:
     price_micros: int
     rate_units: int
     increment_units: int
+    # What a session's network function does when money ends the grant
+    # (RFC 4006 Final-Unit-Indication); unset means TERMINATE. REDIRECT names
+    # where to send the user.
+    final_unit_action: FinalUnitAction = FinalUnitAction.FINAL_UNIT_ACTION_UNSPECIFIED
+    redirect_server_address: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

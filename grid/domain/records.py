@@ -7,7 +7,9 @@ alone); journal and idempotency records are written once and never change.
 
 import dataclasses
 
-from grid.domain.outcomes import AccountState, JournalKind, ReservationState, Result
+from grid.domain.outcomes import (
+    AccountState, JournalKind, NotificationReason, NotificationType, ReservationState, Result, SessionState,
+)
 
 AccountKey = tuple[str, str]  # (tenant, subscriber_id)
 
@@ -57,6 +59,54 @@ class Reservation:
     @property
     def account_key(self) -> AccountKey:
         return (self.tenant, self.subscriber_id)
+
+
+SessionKey = tuple[str, str, str]  # (tenant, subscriber_id, session_id)
+
+
+@dataclasses.dataclass(slots=True)
+class Session:
+    """A charging session (Gy CCR-I/U/T, Nchf create/update/release): its holds,
+    one per rating group, and the sequence numbers it has applied."""
+
+    tenant: str
+    subscriber_id: str
+    session_id: str
+    state: SessionState
+    # Who hears of this session's re-authorisations and aborts (WatchNotifications).
+    notify_client_id: str
+    last_sequence_number: int
+    # (rating_group, reservation_id) of the session's active holds, sorted by group.
+    holds: tuple[tuple[int, str], ...]
+    created_at_ms: int
+    updated_at_ms: int
+    # No update by then: the grid closes the session (RFC 4006 Tcc).
+    supervision_deadline_ms: int
+    closed_at_ms: int = 0
+
+    @property
+    def key(self) -> SessionKey:
+        return (self.tenant, self.subscriber_id, self.session_id)
+
+    @property
+    def account_key(self) -> AccountKey:
+        return (self.tenant, self.subscriber_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notification:
+    """An event for the network function that owns a session, kept so a watcher
+    that reconnects with its cursor misses nothing."""
+
+    sequence: int
+    at_ms: int
+    tenant: str
+    client_id: str
+    subscriber_id: str
+    session_id: str
+    type: NotificationType
+    reason: NotificationReason
+    trace_id: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,6 +162,7 @@ class JournalRecord:
     late: bool = False
     overage_micros: int = 0
     trace_id: str = ""
+    session_id: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -122,3 +173,4 @@ class ShardMeta:
     epoch: int = 0
     next_journal_sequence: int = 1
     next_object_id: int = 1
+    next_notification_sequence: int = 1

@@ -1,5 +1,5 @@
 """The reservation lifecycle as one table (TigerBeetle pending transfers,
-RFC 4006): ACTIVE -> COMMITTED | RELEASED | EXPIRED, each absorbing state
+RFC 4006): ACTIVE -> COMMITTED | RELEASED | EXPIRED | REPLACED, each absorbing state
 reached exactly once. A transition not in the table is a bug and fails loudly.
 """
 
@@ -13,6 +13,7 @@ class ReservationEvent(enum.Enum):
     DEBIT_FINAL = "debit_final"
     RELEASE = "release"
     EXPIRE = "expire"
+    REPLACE = "replace"
 
 
 TRANSITIONS: dict[tuple[ReservationState, ReservationEvent], ReservationState] = {
@@ -20,6 +21,7 @@ TRANSITIONS: dict[tuple[ReservationState, ReservationEvent], ReservationState] =
     (ReservationState.ACTIVE, ReservationEvent.DEBIT_FINAL): ReservationState.COMMITTED,
     (ReservationState.ACTIVE, ReservationEvent.RELEASE): ReservationState.RELEASED,
     (ReservationState.ACTIVE, ReservationEvent.EXPIRE): ReservationState.EXPIRED,
+    (ReservationState.ACTIVE, ReservationEvent.REPLACE): ReservationState.REPLACED,
 }
 
 

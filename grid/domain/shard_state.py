@@ -22,17 +22,28 @@ import heapq
 from grid.domain import operations as ops
 from grid.domain import rating
 from grid.domain.limits import CoreLimits
-from grid.domain.outcomes import AccountState, ErrorCode, JournalKind, ReservationState, Result
+from grid.domain.outcomes import (
+    AccountState,
+    ErrorCode,
+    JournalKind,
+    NotificationReason,
+    NotificationType,
+    ReservationState,
+    Result,
+)
 from grid.domain.records import (
     Account,
     AccountKey,
     Charge,
     IdempotencyRecord,
     JournalRecord,
+    Notification,
     Reservation,
+    Session,
     ShardMeta,
 )
 from grid.domain.reservations import ReservationEvent, next_state
+from grid.domain.sessions import SessionRules
 from grid.domain.validation import rejection_for
 
 IdempotencyKey = tuple[str, str, str]
@@ -48,13 +59,17 @@ class Writes:
     # the store's to drop: the core does not hold the journal).
     deleted_charge_ids: list[str] = dataclasses.field(default_factory=list)
     deleted_reservation_ids: list[str] = dataclasses.field(default_factory=list)
+    # Closed sessions and notifications past their retention.
+    deleted_session_keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    deleted_notification_sequences: list[int] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.puts or self.deleted_idempotency_keys or self.deleted_charge_ids
-                    or self.deleted_reservation_ids)
+                    or self.deleted_reservation_ids or self.deleted_session_keys
+                    or self.deleted_notification_sequences)
 
 
-class ShardState:
+class ShardState(SessionRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -76,6 +91,7 @@ class ShardState:
         self._deleted_idempotency: list[IdempotencyKey] = []
         self._deleted_charges: list[str] = []
         self._deleted_reservations: list[str] = []
+        self._init_sessions()
 
     # ------------------------------------------------------------ batches
 
@@ -95,11 +111,12 @@ class ShardState:
         if recorded is not None:
             differing = ops.first_differing_field(recorded.operation, operation)
             if differing is not None:
-                return ops.Rejection(
-                    ErrorCode.ALREADY_EXISTS,
-                    differing,
-                    f"request_id {operation.request_id!r} was used for another {differing}",
-                )
+                if isinstance(operation, ops.SESSION_OPERATIONS):
+                    used = (f"invocation_sequence_number {operation.invocation_sequence_number} of session "
+                            f"{operation.session_id!r}")
+                else:
+                    used = f"request_id {operation.request_id!r}"
+                return ops.Rejection(ErrorCode.ALREADY_EXISTS, differing, f"{used} was used for another {differing}")
             return dataclasses.replace(recorded.reply, replayed=True)
         self._expire_account_holds((operation.tenant, operation.subscriber_id), now_ms, operation.trace_id)
         reply = handler(self, operation, now_ms)
@@ -127,18 +144,24 @@ class ShardState:
         writes = Writes(
             puts=list(self._dirty.values()), deleted_idempotency_keys=deleted,
             deleted_charge_ids=self._deleted_charges, deleted_reservation_ids=self._deleted_reservations,
+            # A session forgotten and adopted anew in one batch must survive, like a request id.
+            deleted_session_keys=[key for key in self._deleted_sessions if ("session", key) not in self._dirty],
+            deleted_notification_sequences=self._deleted_notifications,
         )
         self._dirty = {}
         self._deleted_idempotency = []
         self._deleted_charges = []
         self._deleted_reservations = []
+        self._deleted_sessions = []
+        self._deleted_notifications = []
         return writes
 
     # ------------------------------------------------------------ expiry
 
     def expire_due(self, now_ms: int) -> int:
-        """Expire every hold past validity + grace; forget idempotency records past
-        their horizon. Returns the number of holds expired."""
+        """Expire every hold past validity + grace, close sessions past their
+        supervision time, forget what is past its retention. Returns the number
+        of holds expired."""
         expired = 0
         while self._expiry_heap and self._expiry_heap[0][0] <= now_ms:
             _, reservation_id = heapq.heappop(self._expiry_heap)
@@ -147,8 +170,11 @@ class ShardState:
                 assert reservation.expires_at_ms <= now_ms
                 self._expire(reservation, now_ms, trace_id="")
                 expired += 1
+        self._supervise_due(now_ms)
         self._forget_old_requests(now_ms)
         self._forget_old_charges_and_holds(now_ms)
+        self._forget_old_sessions(now_ms)
+        self._forget_old_notifications(now_ms)
         return expired
 
     def _forget_old_charges_and_holds(self, now_ms: int) -> None:
@@ -297,8 +323,15 @@ class ShardState:
             result = Result.END_USER_SERVICE_DENIED  # closed is final
         else:
             result = Result.SUCCESS
-            account.state = op.state
+            was, account.state = account.state, op.state
             self._mark("account", account.key, account)
+            if was == AccountState.ACTIVE and op.state != AccountState.ACTIVE:
+                reason = (NotificationReason.ACCOUNT_SUSPENDED if op.state == AccountState.SUSPENDED
+                          else NotificationReason.ACCOUNT_CLOSED)
+                self._notify_sessions(account, NotificationType.ABORT_CHARGING, reason, now_ms, op.trace_id)
+            elif was != AccountState.ACTIVE and op.state == AccountState.ACTIVE:
+                self._notify_sessions(account, NotificationType.REAUTHORIZATION,
+                                      NotificationReason.ACCOUNT_REACTIVATED, now_ms, op.trace_id)
         self._journal(
             JournalKind.ACCOUNT_STATE, account, op.request_id, result, now_ms, op.trace_id, units=int(op.state),
             **({} if account else {"tenant": op.tenant, "subscriber_id": op.subscriber_id}),
@@ -323,6 +356,9 @@ class ShardState:
                 JournalKind.TOP_UP, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
                 amount_micros=op.amount_micros, balance_before_micros=before,
             )
+            # More money may lift a final unit indication: the sessions ask again.
+            self._notify_sessions(account, NotificationType.REAUTHORIZATION, NotificationReason.TOP_UP, now_ms,
+                                  op.trace_id)
             return ops.TopUpReply(Result.SUCCESS, balance_micros=account.balance_micros, trace_id=op.trace_id)
         self._denied(JournalKind.TOP_UP, op, result, now_ms, account, amount_micros=op.amount_micros)
         return ops.TopUpReply(result, balance_micros=account.balance_micros if account else 0, trace_id=op.trace_id)
@@ -355,21 +391,11 @@ class ShardState:
         one_more_increment = rating.cost(rate, rate.increment_units).charged_micros
         final_unit_indication = granted < op.requested_units or available - held < one_more_increment
         validity_time_s = self.limits.validity_time_s
-        reservation = Reservation(
-            reservation_id=self._next_id("R"), tenant=op.tenant, subscriber_id=op.subscriber_id,
-            session_id=op.session_id, rating_group=op.rating_group, granted_units=granted, used_units=0,
-            held_micros=held, state=ReservationState.ACTIVE, granted_at_ms=now_ms,
-            expires_at_ms=now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
-            request_id=op.request_id,
-        )
         reserved_before = account.reserved_micros
-        account.reserved_micros += held
-        self.reservations[reservation.reservation_id] = reservation
-        self._reservation_order.append((reservation.expires_at_ms, reservation.reservation_id))
-        self._active_holds[account.key][reservation.reservation_id] = reservation
-        heapq.heappush(self._expiry_heap, (reservation.expires_at_ms, reservation.reservation_id))
-        self._mark("reservation", reservation.reservation_id, reservation)
-        self._mark("account", account.key, account)
+        reservation = self._new_hold(
+            account, op.request_id, op.session_id, op.rating_group, granted, held, now_ms,
+            now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
+        )
         plan = self.tariffs[account.tariff_plan_id]
         self._journal(
             JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
@@ -382,6 +408,23 @@ class ShardState:
             final_unit_indication=final_unit_indication, validity_time_s=validity_time_s,
             held_micros=held, trace_id=op.trace_id,
         )
+
+    def _new_hold(self, account, request_id, session_id, rating_group, granted, held, now_ms,
+                  expires_at_ms) -> Reservation:
+        reservation = Reservation(
+            reservation_id=self._next_id("R"), tenant=account.tenant, subscriber_id=account.subscriber_id,
+            session_id=session_id, rating_group=rating_group, granted_units=granted, used_units=0,
+            held_micros=held, state=ReservationState.ACTIVE, granted_at_ms=now_ms, expires_at_ms=expires_at_ms,
+            request_id=request_id,
+        )
+        account.reserved_micros += held
+        self.reservations[reservation.reservation_id] = reservation
+        self._reservation_order.append((reservation.expires_at_ms, reservation.reservation_id))
+        self._active_holds[account.key][reservation.reservation_id] = reservation
+        heapq.heappush(self._expiry_heap, (reservation.expires_at_ms, reservation.reservation_id))
+        self._mark("reservation", reservation.reservation_id, reservation)
+        self._mark("account", account.key, account)
+        return reservation
 
     def _debit(self, op: ops.Debit, now_ms: int):
         if not op.reservation_id:
@@ -397,8 +440,9 @@ class ShardState:
                 ErrorCode.INVALID_ARGUMENT, "rating_group",
                 f"reservation {op.reservation_id} is for rating group {reservation.rating_group}",
             )
-        if reservation.state == ReservationState.EXPIRED:
-            # The service was used: charge it as a late direct debit (RFC 4006 failover).
+        if reservation.state in (ReservationState.EXPIRED, ReservationState.REPLACED):
+            # The service was used: charge it as a late direct debit (RFC 4006 failover;
+            # a hold a session update replaced is gone the same way).
             return self._charge_late(op, reservation.rating_group, account, now_ms)
         if reservation.state != ReservationState.ACTIVE:
             return self._debit_denied(op, Result.RESERVATION_ALREADY_RESOLVED, now_ms, account)
@@ -489,11 +533,12 @@ class ShardState:
         plan = self.tariffs.get(account.tariff_plan_id)
         return {"tariff_plan_id": account.tariff_plan_id, "tariff_version": plan.version if plan else 0}
 
-    def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id) -> Charge:
+    def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id, used_units=None) -> Charge:
         charge = Charge(
             charge_id=self._next_id("C"), tenant=account.tenant, subscriber_id=account.subscriber_id,
             amount_micros=cost.charged_micros, refunded_micros=0, reservation_id=reservation_id,
-            rating_group=rating_group, used_units=op.used_units, charged_at_ms=now_ms,
+            rating_group=rating_group, used_units=op.used_units if used_units is None else used_units,
+            charged_at_ms=now_ms,
         )
         self.charges[charge.charge_id] = charge
         self._charge_order.append((now_ms, charge.charge_id))
@@ -575,6 +620,12 @@ class ShardState:
             JournalKind.TARIFF, None, "", Result.SUCCESS, now_ms, op.trace_id, tenant="", subscriber_id="",
             tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version,
         )
+        if current is not None:  # grants under the old prices: the sessions on the plan ask again
+            for key, sessions in self._account_sessions.items():
+                account = self.accounts[key]
+                if account.tariff_plan_id == plan.tariff_plan_id:
+                    self._notify_sessions(account, NotificationType.REAUTHORIZATION,
+                                          NotificationReason.TARIFF_CHANGED, now_ms, op.trace_id)
         return ops.PutTariffReply(Result.SUCCESS, version=plan.version)
 
     def _get_tariff(self, op: ops.GetTariff, now_ms: int) -> ops.TariffReply:
@@ -601,20 +652,20 @@ class ShardState:
         if account is None:
             return ops.AccountReply(Result.USER_UNKNOWN)
         reserved = self.reserved_at(account, now_ms)
-        views = tuple(
-            ops.ReservationView(
-                reservation_id=r.reservation_id, session_id=r.session_id, rating_group=r.rating_group,
-                granted_units=r.granted_units, used_units=r.used_units, held_micros=r.held_micros,
-                state=r.state, granted_at_ms=r.granted_at_ms, expires_at_ms=r.expires_at_ms,
-            )
-            for r in self._active_holds[account.key].values()
-            if r.expires_at_ms > now_ms
-        )
+        views = tuple(self._view(r) for r in self._active_holds[account.key].values() if r.expires_at_ms > now_ms)
         return ops.AccountReply(
             Result.SUCCESS, subscriber_id=account.subscriber_id, currency=account.currency, state=account.state,
             credit_limit_micros=account.credit_limit_micros, tariff_plan_id=account.tariff_plan_id,
             balance_micros=account.balance_micros, reserved_micros=reserved,
             available_micros=account.available_micros(reserved), reservations=views,
+        )
+
+    @staticmethod
+    def _view(r: Reservation) -> ops.ReservationView:
+        return ops.ReservationView(
+            reservation_id=r.reservation_id, session_id=r.session_id, rating_group=r.rating_group,
+            granted_units=r.granted_units, used_units=r.used_units, held_micros=r.held_micros,
+            state=r.state, granted_at_ms=r.granted_at_ms, expires_at_ms=r.expires_at_ms,
         )
 
     def _get_transaction(self, op: ops.GetTransaction, now_ms: int) -> ops.TransactionReply:
@@ -646,6 +697,10 @@ class ShardState:
             elif isinstance(record, ShardMeta):
                 assert record.shard_id == shard_id, f"records of shard {record.shard_id} given to shard {shard_id}"
                 state.meta = record
+            elif isinstance(record, Session):
+                state.sessions[record.key] = record
+            elif isinstance(record, Notification):
+                state.notifications[record.sequence] = record
             elif isinstance(record, JournalRecord):
                 pass
             else:
@@ -663,6 +718,7 @@ class ShardState:
                 state._active_holds[reservation.account_key][reservation.reservation_id] = reservation
                 state._expiry_heap.append((reservation.expires_at_ms, reservation.reservation_id))
         heapq.heapify(state._expiry_heap)
+        state._restore_sessions()
         state.check_invariants()
         return state
 
@@ -677,6 +733,7 @@ class ShardState:
             assert account.reserved_micros >= 0
         for charge in self.charges.values():
             assert 0 <= charge.refunded_micros <= charge.amount_micros
+        self._check_session_invariants()
 
 
 _HANDLERS = {
@@ -692,4 +749,9 @@ _HANDLERS = {
     ops.GetBalance: ShardState._get_balance,
     ops.GetAccount: ShardState._get_account,
     ops.GetTransaction: ShardState._get_transaction,
+    ops.CreateSession: ShardState._session_request,
+    ops.UpdateSession: ShardState._session_request,
+    ops.ReleaseSession: ShardState._session_request,
+    ops.GetSession: ShardState._get_session,
+    ops.ReadNotifications: ShardState._read_notifications,
 }

@@ -9,7 +9,7 @@ import re
 
 from grid.domain import operations as ops
 from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
-from grid.domain.outcomes import AccountState, ErrorCode, Unit
+from grid.domain.outcomes import AccountState, ErrorCode, FinalUnitAction, Unit
 from grid.domain.rating import Rate, TariffPlan
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -124,6 +124,47 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
         _integer(f"{where}.price_micros", rate.price_micros, 0, limits.amount_max_micros)
         _integer(f"{where}.rate_units", rate.rate_units, 1, UINT64_MAX)
         _integer(f"{where}.increment_units", rate.increment_units, 1, limits.usage_max_units)
+        _enum(f"{where}.final_unit_action", rate.final_unit_action, tuple(FinalUnitAction))
+        if rate.final_unit_action == FinalUnitAction.REDIRECT:
+            _identifier(f"{where}.redirect_server_address", rate.redirect_server_address, limits)
+        elif rate.redirect_server_address:
+            raise InvalidArgument(f"{where}.redirect_server_address", "applies only to final_unit_action REDIRECT")
+
+
+def _validate_session(op, limits: CoreLimits) -> None:
+    _identifier("session_id", op.session_id, limits)
+    _integer("invocation_sequence_number", op.invocation_sequence_number, 0, UINT32_MAX)
+    _identifier("notify_client_id", op.notify_client_id, limits, required=False)
+    if isinstance(op, ops.ReleaseSession) and op.notify_client_id:
+        raise InvalidArgument("notify_client_id", "is set by CreateSession or UpdateSession, not by a release")
+    usages = op.multiple_unit_usage
+    if not isinstance(usages, tuple):
+        raise InvalidArgument("multiple_unit_usage", "must be a list")
+    if len(usages) > limits.units_per_session_request_max:
+        raise InvalidArgument("multiple_unit_usage", f"at most {limits.units_per_session_request_max} rating groups")
+    seen = set()
+    for index, usage in enumerate(usages):
+        where = f"multiple_unit_usage[{index}]"
+        if not isinstance(usage, ops.UnitUsage):
+            raise InvalidArgument(where, "must be a unit usage")
+        _integer(f"{where}.rating_group", usage.rating_group, 1, UINT32_MAX)
+        if usage.rating_group in seen:
+            raise InvalidArgument(f"{where}.rating_group", "appears twice in the request")
+        seen.add(usage.rating_group)
+        _integer(f"{where}.requested_units", usage.requested_units, 0, limits.usage_max_units)
+        _integer(f"{where}.used_units", usage.used_units, 0, limits.usage_max_units)
+        if isinstance(op, ops.ReleaseSession) and usage.requested_units:
+            raise InvalidArgument(f"{where}.requested_units", "a release asks for no more units")
+
+
+def _validate_get_session(op: ops.GetSession, limits: CoreLimits) -> None:
+    _identifier("session_id", op.session_id, limits)
+
+
+def _validate_read_notifications(op: ops.ReadNotifications, limits: CoreLimits) -> None:
+    _identifier("client_id", op.client_id, limits)
+    _integer("after_sequence", op.after_sequence, 0, UINT64_MAX)
+    _integer("limit", op.limit, 1, limits.notifications_per_read_max)
 
 
 def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:
@@ -151,6 +192,11 @@ _VALIDATORS = {
     ops.GetAccount: _nothing,
     ops.GetTransaction: _validate_transaction,
     ops.GetTariff: _validate_get_tariff,
+    ops.CreateSession: _validate_session,
+    ops.UpdateSession: _validate_session,
+    ops.ReleaseSession: _validate_session,
+    ops.GetSession: _validate_get_session,
+    ops.ReadNotifications: _validate_read_notifications,
 }
 
 
@@ -159,10 +205,12 @@ def validate(operation, limits: CoreLimits) -> None:
     validator = _VALIDATORS.get(type(operation))
     if validator is None:
         raise InvalidArgument("operation", f"unknown operation {type(operation).__name__}")
-    if not isinstance(operation, (ops.PutTariff, ops.GetTariff)):
+    if isinstance(operation, ops.ReadNotifications):
+        _identifier("tenant", operation.tenant, limits)
+    elif not isinstance(operation, (ops.PutTariff, ops.GetTariff)):
         _keys(operation, limits)
-    if isinstance(operation, ops.MUTATING_OPERATIONS):
-        _identifier("request_id", operation.request_id, limits)
+    if isinstance(operation, ops.MUTATING_OPERATIONS) and not isinstance(operation, ops.SESSION_OPERATIONS):
+        _identifier("request_id", operation.request_id, limits)  # a session's is (session_id, sequence number)
     validator(operation, limits)
 
 

@@ -8,7 +8,7 @@ import enum
 from charging.v1 import charging_pb2 as pb
 
 from grid.domain import operations as ops
-from grid.domain.outcomes import AccountState, Unit
+from grid.domain.outcomes import AccountState, FinalUnitAction, Unit
 from grid.domain.rating import Rate, TariffPlan
 
 
@@ -79,7 +79,9 @@ def get_transaction(request: pb.GetTransactionRequest, tenant: str, trace_id: st
 def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
     rates = tuple(
         Rate(rate.rating_group, _enum_or_raw(Unit, rate.unit), rate.price_micros, rate.rate_units,
-             rate.increment_units)
+             rate.increment_units,
+             _enum_or_raw(FinalUnitAction, rate.final_unit_action),
+             rate.redirect_server_address)
         for rate in request.rates
     )
     return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates), trace_id)
@@ -87,6 +89,29 @@ def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
 
 def get_tariff(request: pb.GetTariffRequest) -> ops.GetTariff:
     return ops.GetTariff(request.tariff_plan_id)
+
+
+def _unit_usage(request) -> tuple[ops.UnitUsage, ...]:
+    return tuple(ops.UnitUsage(u.rating_group, u.requested_units, u.used_units) for u in request.multiple_unit_usage)
+
+
+def create_session(request: pb.CreateSessionRequest, tenant: str, trace_id: str) -> ops.CreateSession:
+    return ops.CreateSession(tenant, request.subscriber_id, request.session_id, request.invocation_sequence_number,
+                             _unit_usage(request), request.notify_client_id, trace_id)
+
+
+def update_session(request: pb.UpdateSessionRequest, tenant: str, trace_id: str) -> ops.UpdateSession:
+    return ops.UpdateSession(tenant, request.subscriber_id, request.session_id, request.invocation_sequence_number,
+                             _unit_usage(request), request.notify_client_id, trace_id)
+
+
+def release_session(request: pb.ReleaseSessionRequest, tenant: str, trace_id: str) -> ops.ReleaseSession:
+    return ops.ReleaseSession(tenant, request.subscriber_id, request.session_id,
+                              request.invocation_sequence_number, _unit_usage(request), "", trace_id)
+
+
+def get_session(request: pb.GetSessionRequest, tenant: str, trace_id: str = "") -> ops.GetSession:
+    return ops.GetSession(tenant, request.subscriber_id, request.session_id)
 
 
 # ---------------------------------------------------------------- replies
@@ -153,15 +178,50 @@ def account_reply(reply: ops.AccountReply) -> pb.GetAccountResponse:
             balance_micros=reply.balance_micros, reserved_micros=reply.reserved_micros,
             available_micros=reply.available_micros,
         ))
-        response.reservations.extend(
-            pb.Reservation(
-                reservation_id=view.reservation_id, session_id=view.session_id, rating_group=view.rating_group,
-                granted_units=view.granted_units, used_units=view.used_units, held_micros=view.held_micros,
-                state=view.state, granted_at_ms=view.granted_at_ms, expires_at_ms=view.expires_at_ms,
-            )
-            for view in reply.reservations
-        )
+        response.reservations.extend(_reservation(view) for view in reply.reservations)
     return response
+
+
+def _reservation(view: ops.ReservationView) -> pb.Reservation:
+    return pb.Reservation(
+        reservation_id=view.reservation_id, session_id=view.session_id, rating_group=view.rating_group,
+        granted_units=view.granted_units, used_units=view.used_units, held_micros=view.held_micros,
+        state=view.state, granted_at_ms=view.granted_at_ms, expires_at_ms=view.expires_at_ms,
+    )
+
+
+def _unit_information(info: ops.UnitInformation) -> pb.MultipleUnitInformation:
+    message = pb.MultipleUnitInformation(
+        rating_group=info.rating_group, result=info.result, granted_units=info.granted_units,
+        validity_time_s=info.validity_time_s, quota_holding_time_s=info.quota_holding_time_s,
+        threshold_units=info.threshold_units, reservation_id=info.reservation_id, held_micros=info.held_micros,
+        used_units=info.used_units, charge_id=info.charge_id, charged_micros=info.charged_micros, late=info.late,
+        overage_micros=info.overage_micros, rounding_residue_picos=info.rounding_residue_picos,
+        released_micros=info.released_micros,
+    )
+    if info.final_unit_action:
+        message.final_unit_indication.CopyFrom(pb.FinalUnitIndication(
+            final_unit_action=info.final_unit_action, redirect_server_address=info.redirect_server_address))
+    return message
+
+
+def session_reply(reply: ops.SessionReply) -> pb.SessionResponse:
+    return pb.SessionResponse(
+        result=reply.result, session_id=reply.session_id, invocation_sequence_number=reply.invocation_sequence_number,
+        multiple_unit_information=[_unit_information(info) for info in reply.multiple_unit_information],
+        session_state=reply.session_state, supervision_time_s=reply.supervision_time_s, replayed=reply.replayed,
+        trace_id=reply.trace_id,
+    )
+
+
+def session_info_reply(reply: ops.SessionInfoReply) -> pb.GetSessionResponse:
+    return pb.GetSessionResponse(
+        result=reply.result, session_id=reply.session_id, subscriber_id=reply.subscriber_id, state=reply.state,
+        last_sequence_number=reply.last_sequence_number, notify_client_id=reply.notify_client_id,
+        created_at_ms=reply.created_at_ms, updated_at_ms=reply.updated_at_ms,
+        supervision_deadline_ms=reply.supervision_deadline_ms, closed_at_ms=reply.closed_at_ms,
+        reservations=[_reservation(view) for view in reply.reservations],
+    )
 
 
 def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
@@ -171,6 +231,7 @@ def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
             pb.RatingGroupRate(
                 rating_group=rate.rating_group, unit=rate.unit, price_micros=rate.price_micros,
                 rate_units=rate.rate_units, increment_units=rate.increment_units,
+                final_unit_action=rate.final_unit_action, redirect_server_address=rate.redirect_server_address,
             )
             for rate in plan.rates
         ],
@@ -197,6 +258,7 @@ REPLY_FIELDS = {
     ops.TopUpReply: ("top_up", top_up_reply),
     ops.CreateAccountReply: ("create_account", create_account_reply),
     ops.SetAccountStateReply: ("set_account_state", set_account_state_reply),
+    ops.SessionReply: ("session", session_reply),
 }
 
 
@@ -215,4 +277,7 @@ STREAM_REQUESTS = {
     "release": release,
     "refund": refund,
     "top_up": top_up,
+    "create_session": create_session,
+    "update_session": update_session,
+    "release_session": release_session,
 }

@@ -29,6 +29,13 @@ class Router:
         shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
         return await self.batchers[shard].submit(operation, deadline_monotonic)
 
+    async def submit_to_shard(self, shard: int, operation, deadline_monotonic: float | None = None):
+        """An operation about a shard rather than a subscriber (reading its notifications)."""
+        rejection = rejection_for(operation, self.limits)
+        if rejection is not None:
+            return rejection
+        return await self.batchers[shard].submit(operation, deadline_monotonic)
+
     async def _put_tariff_everywhere(self, operation: ops.PutTariff, deadline_monotonic):
 
         replies = await asyncio.gather(*(b.submit(operation, deadline_monotonic) for b in self.batchers))

@@ -17,7 +17,8 @@ from grpc_status import rpc_status
 from grid import tracing
 from grid.domain.operations import DEFAULT_TENANT, Rejection
 from grid.domain.outcomes import ErrorCode
-from grid.frontdoor import convert, errors
+from grid.domain.validation import InvalidArgument
+from grid.frontdoor import convert, errors, notifications
 from grid.frontdoor.router import Router
 
 
@@ -42,9 +43,13 @@ class _Base:
 
 
 class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
-    def __init__(self, router: Router, stream_operations_max: int) -> None:
+    def __init__(self, router: Router, stream_operations_max: int, *, watchers_max: int = 256,
+                 notification_poll_interval_s: float = 0.2) -> None:
         super().__init__(router)
         self._stream_operations_max = stream_operations_max
+        self._watchers_max = watchers_max
+        self._watchers = 0
+        self._poll_interval_s = notification_poll_interval_s
 
     async def Reserve(self, request, context):
         return await self._unary(context, "charging.v1.ChargingService/Reserve", request, convert.reserve,
@@ -73,6 +78,46 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
     async def GetTransaction(self, request, context):
         return await self._unary(context, "charging.v1.ChargingService/GetTransaction", request,
                                  convert.get_transaction, convert.transaction_reply, traced=False)
+
+    async def CreateSession(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/CreateSession", request,
+                                 convert.create_session, convert.session_reply)
+
+    async def UpdateSession(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/UpdateSession", request,
+                                 convert.update_session, convert.session_reply)
+
+    async def ReleaseSession(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/ReleaseSession", request,
+                                 convert.release_session, convert.session_reply)
+
+    async def GetSession(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/GetSession", request, convert.get_session,
+                                 convert.session_info_reply, traced=False)
+
+    async def WatchNotifications(self, request, context):
+        """Streams the client's notifications until the client goes away; bounded in
+        watchers per front door (RESOURCE_EXHAUSTED past it)."""
+        if not request.client_id:
+            rejection = Rejection(ErrorCode.INVALID_ARGUMENT, "client_id", "is required")
+            await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
+        if self._watchers >= self._watchers_max:
+            rejection = Rejection(ErrorCode.RESOURCE_EXHAUSTED, "", f"{self._watchers_max} watchers already; "
+                                  "retry with backoff")
+            await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
+        self._watchers += 1
+        try:
+            async for notification in notifications.follow(
+                    self._router, DEFAULT_TENANT, request.client_id, request.cursor, self._poll_interval_s,
+                    self._router.limits.notifications_per_read_max):
+                yield notification
+        except InvalidArgument as error:
+            rejection = Rejection(ErrorCode.INVALID_ARGUMENT, error.field, error.message)
+            await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
+        except notifications.Rejected as error:
+            await context.abort_with_status(rpc_status.to_status(errors.status_of(error.rejection)))
+        finally:
+            self._watchers -= 1
 
     async def Charge(self, request_iterator, context):
         """Many operations in flight on one stream; replies tagged, in completion order.

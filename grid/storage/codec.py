@@ -59,6 +59,20 @@ TYPE_CODES: dict[type, int] = {
     ops.TariffReply: 51,
     ops.ReservationView: 52,
     ops.Rejection: 53,
+    # Sessions (stored: records, requests and replies inside idempotency records).
+    records.Session: 9,
+    records.Notification: 10,
+    ops.UnitUsage: 32,
+    ops.CreateSession: 33,
+    ops.UpdateSession: 34,
+    ops.ReleaseSession: 35,
+    ops.UnitInformation: 54,
+    ops.SessionReply: 55,
+    # Carried only:
+    ops.GetSession: 36,
+    ops.ReadNotifications: 37,
+    ops.SessionInfoReply: 56,
+    ops.NotificationsReply: 57,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
@@ -148,6 +162,7 @@ def unpack_batch(payload: bytes) -> list:
 # One RocksDB per shard; the first byte of a key names the record family.
 
 ACCOUNT, RESERVATION, CHARGE, IDEMPOTENCY, JOURNAL, META, TARIFF = b"a", b"r", b"c", b"i", b"j", b"m", b"t"
+SESSION, NOTIFICATION = b"s", b"n"
 _SEPARATOR = b"\x00"  # ids are printable, so NUL never occurs inside one
 _SEQUENCE = struct.Struct(">Q")
 
@@ -158,6 +173,14 @@ def idempotency_key(key: tuple[str, str, str]) -> bytes:
 
 def journal_key(sequence: int) -> bytes:
     return JOURNAL + _SEQUENCE.pack(sequence)
+
+
+def session_key(key: tuple[str, str, str]) -> bytes:
+    return SESSION + _SEPARATOR.join(part.encode() for part in key)
+
+
+def notification_key(sequence: int) -> bytes:
+    return NOTIFICATION + _SEQUENCE.pack(sequence)
 
 
 def key_of(record) -> bytes:
@@ -175,4 +198,8 @@ def key_of(record) -> bytes:
         return META
     if isinstance(record, rating.TariffPlan):
         return TARIFF + record.tariff_plan_id.encode()
+    if isinstance(record, records.Session):
+        return session_key(record.key)
+    if isinstance(record, records.Notification):
+        return notification_key(record.sequence)
     raise TypeError(f"no key for {type(record).__name__}")

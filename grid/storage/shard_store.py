@@ -59,6 +59,10 @@ class ShardStore:
             batch.delete(codec.CHARGE + charge_id.encode())
         for reservation_id in writes.deleted_reservation_ids:
             batch.delete(codec.RESERVATION + reservation_id.encode())
+        for key in writes.deleted_session_keys:
+            batch.delete(codec.session_key(key))
+        for sequence in writes.deleted_notification_sequences:
+            batch.delete(codec.notification_key(sequence))
         self._db.write(batch, self._sync)
 
     def forget_journal_before(self, oldest_kept_ms: int, records_max: int = 1000) -> int:

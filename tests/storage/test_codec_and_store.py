@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from grid.domain import operations as ops
 from grid.domain import records
 from grid.domain.limits import CoreLimits
-from grid.domain.outcomes import AccountState, JournalKind, ReservationState, Result, Unit
+from grid.domain.outcomes import (
+    AccountState, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
+    SessionState, Unit,
+)
 from grid.domain.rating import Rate, TariffPlan
 from grid.domain.shard_state import ShardState
 from grid.storage import codec
@@ -37,8 +40,19 @@ def _samples():
             ops.DebitReply(Result.CREDIT_LIMIT_REACHED), 10),
         records.JournalRecord(7, 8, JournalKind.DEBIT, T, "sub", "req", Result.SUCCESS, "C0-2", 1, 60, 100,
                               5, -95, 0, 0, 123, "plan", 3, True, 95, "trace"),
-        records.ShardMeta(3, 9, 10, 11),
+        records.ShardMeta(3, 9, 10, 11, 12),
         plan,
+        records.Session(T, "sub", "sess", SessionState.SESSION_STATE_ACTIVE, "nf-1", 4, ((1, "R0-1"), (7, "R0-9")),
+                        1, 2, 3, 0),
+        records.Notification(5, 6, T, "nf-1", "sub", "sess", NotificationType.ABORT_CHARGING,
+                             NotificationReason.ACCOUNT_SUSPENDED, "trace"),
+        records.IdempotencyRecord(
+            T, "sub", "session/sess/4",
+            ops.UpdateSession(T, "sub", "sess", 4, (ops.UnitUsage(1, 60, 30), ops.UnitUsage(7, 0, 5)), "nf-1", "t"),
+            ops.SessionReply(Result.SUCCESS, "sess", 4, (
+                ops.UnitInformation(1, Result.SUCCESS, 60, 300, 60, 12, FinalUnitAction.REDIRECT, "http://top.up",
+                                    "R0-9", 600, 30, "C0-8", 300, True, 5, -7, 100),
+                ops.UnitInformation(7, Result.CREDIT_LIMIT_REACHED)), SessionState.SESSION_STATE_ACTIVE, 600), 11),
     ]
 
 
@@ -187,12 +201,19 @@ def _every_carried_kind():
         ops.TransactionReply(True, ops.DebitReply(Result.SUCCESS, "C", 5)), ops.TransactionReply(False),
         ops.TariffReply(Result.SUCCESS, _samples()[-1]), ops.TariffReply(Result.TARIFF_PLAN_UNKNOWN),
         ops.Rejection(ErrorCode.ALREADY_EXISTS, "amount_micros", "m"),
+        ops.CreateSession(T, "s", "x", 0, (ops.UnitUsage(1, 5),), "nf"),
+        ops.ReleaseSession(T, "s", "x", 2, (ops.UnitUsage(1, 0, 5),)),
+        ops.GetSession(T, "s", "x"), ops.ReadNotifications(T, "nf", 3, 100),
+        ops.SessionInfoReply(Result.SUCCESS, "x", "s", SessionState.SESSION_STATE_RELEASED, 2, "nf", 1, 2, 0, 3,
+                             (view,)),
+        ops.NotificationsReply((_samples()[9],), True, 12),
     ]
 
 
 def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
     items = _every_carried_kind()
-    nested = {ops.ReservationView, Rate}  # inside AccountReply and TariffPlan above
+    # Inside AccountReply, TariffPlan and the session records above.
+    nested = {ops.ReservationView, Rate, ops.UnitUsage, ops.UnitInformation, ops.UpdateSession, ops.SessionReply}
     assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
     assert codec.unpack_batch(codec.pack_batch(items)) == items
 

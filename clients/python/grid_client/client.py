@@ -38,7 +38,29 @@ def _retryable(error: grpc.RpcError) -> bool:
 _TRANSACTION_FIELD = {
     "Reserve": "reserve", "Debit": "debit", "Release": "release", "Refund": "refund", "TopUp": "top_up",
     "CreateAccount": "create_account", "SetAccountState": "set_account_state",
+    "CreateSession": "session", "UpdateSession": "session", "ReleaseSession": "session",
 }
+
+
+def session_request_id(session_id: str, invocation_sequence_number: int) -> str:
+    """The request id the grid files a session request under (for GetTransaction)."""
+    return f"session/{session_id}/{invocation_sequence_number}"
+
+
+def _unit_usage(units) -> list:
+    """units: MultipleUnitUsage messages, dicts of their fields, or
+    (rating_group, requested_units, used_units) tuples."""
+    out = []
+    for unit in units:
+        if isinstance(unit, pb.MultipleUnitUsage):
+            out.append(unit)
+        elif isinstance(unit, dict):
+            out.append(pb.MultipleUnitUsage(**unit))
+        else:
+            rating_group, requested_units, used_units = unit
+            out.append(pb.MultipleUnitUsage(rating_group=rating_group, requested_units=requested_units,
+                                            used_units=used_units))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +150,38 @@ class _Requests:
         return _Call("charging", "Refund", request, subscriber_id, request_id)
 
     @staticmethod
+    def create_session(subscriber_id, session_id, units, invocation_sequence_number=0, notify_client_id=""):
+        """units: (rating_group, requested_units, used_units) tuples, dicts or MultipleUnitUsage."""
+        request = pb.CreateSessionRequest(
+            session_id=session_id, subscriber_id=subscriber_id, invocation_sequence_number=invocation_sequence_number,
+            multiple_unit_usage=_unit_usage(units), notify_client_id=notify_client_id,
+        )
+        return _Call("charging", "CreateSession", request, subscriber_id,
+                     session_request_id(session_id, invocation_sequence_number))
+
+    @staticmethod
+    def update_session(subscriber_id, session_id, invocation_sequence_number, units, notify_client_id=""):
+        request = pb.UpdateSessionRequest(
+            session_id=session_id, subscriber_id=subscriber_id, invocation_sequence_number=invocation_sequence_number,
+            multiple_unit_usage=_unit_usage(units), notify_client_id=notify_client_id,
+        )
+        return _Call("charging", "UpdateSession", request, subscriber_id,
+                     session_request_id(session_id, invocation_sequence_number))
+
+    @staticmethod
+    def release_session(subscriber_id, session_id, invocation_sequence_number, units=()):
+        request = pb.ReleaseSessionRequest(
+            session_id=session_id, subscriber_id=subscriber_id, invocation_sequence_number=invocation_sequence_number,
+            multiple_unit_usage=_unit_usage(units),
+        )
+        return _Call("charging", "ReleaseSession", request, subscriber_id,
+                     session_request_id(session_id, invocation_sequence_number))
+
+    @staticmethod
+    def get_session(subscriber_id, session_id):
+        return _Call("charging", "GetSession", pb.GetSessionRequest(subscriber_id=subscriber_id, session_id=session_id))
+
+    @staticmethod
     def put_tariff(tariff_plan_id, rates):
         """rates: RatingGroupRate messages or dicts of their fields."""
         messages = [rate if isinstance(rate, pb.RatingGroupRate) else pb.RatingGroupRate(**rate) for rate in rates]
@@ -196,7 +250,8 @@ class ChargingClient:
         self._stubs = _stubs(self._channel)
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
-                     "list_snapshots", "restore_snapshot"):
+                     "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
+                     "get_session"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -236,6 +291,28 @@ class ChargingClient:
             ) from None
         return _settled(call, transaction, last_error)
 
+    def watch_notifications(self, client_id: str, cursor: str = ""):
+        """Yield the Notification messages of client_id's sessions, without end.
+        A broken stream is resumed from the last cursor received (nothing is
+        missed); after the retry policy's attempts fail in a row, the error is raised."""
+        backoffs = self.retry.backoffs_s()
+        while True:
+            stream = self._stubs["charging"].WatchNotifications(
+                pb.WatchNotificationsRequest(client_id=client_id, cursor=cursor))
+            try:
+                for notification in stream:
+                    cursor = notification.cursor
+                    backoffs = self.retry.backoffs_s()
+                    yield notification
+                return
+            except grpc.RpcError as error:
+                wait_s = next(backoffs, None) if error.code() in RETRYABLE_CODES else None
+                if wait_s is None:
+                    raise from_rpc_error(error) from None
+                time.sleep(wait_s)
+            finally:
+                stream.cancel()
+
     def close(self) -> None:
         self._channel.close()
 
@@ -256,7 +333,8 @@ class AsyncChargingClient:
         self._stubs = _stubs(self._channel)
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
-                     "list_snapshots", "restore_snapshot"):
+                     "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
+                     "get_session"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):
@@ -295,6 +373,27 @@ class AsyncChargingClient:
             ) from None
         return _settled(call, transaction, last_error)
 
+    async def watch_notifications(self, client_id: str, cursor: str = ""):
+        """Async iterator of the Notification messages of client_id's sessions; a
+        broken stream is resumed from the last cursor received (see ChargingClient)."""
+        backoffs = self.retry.backoffs_s()
+        while True:
+            stream = self._stubs["charging"].WatchNotifications(
+                pb.WatchNotificationsRequest(client_id=client_id, cursor=cursor))
+            try:
+                async for notification in stream:
+                    cursor = notification.cursor
+                    backoffs = self.retry.backoffs_s()
+                    yield notification
+                return
+            except grpc.RpcError as error:
+                wait_s = next(backoffs, None) if error.code() in RETRYABLE_CODES else None
+                if wait_s is None:
+                    raise from_rpc_error(error) from None
+                await asyncio.sleep(wait_s)
+            finally:
+                stream.cancel()
+
     async def close(self) -> None:
         await self._channel.close()
 
@@ -305,4 +404,4 @@ class AsyncChargingClient:
         await self.close()
 
 
-__all__ = ["AsyncChargingClient", "ChargingClient", "GridError", "RetryPolicy"]
+__all__ = ["AsyncChargingClient", "ChargingClient", "GridError", "RetryPolicy", "session_request_id"]

@@ -25,6 +25,9 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TARIFF_PLAN_UNKNOWN: _ClassVar[Result]
     BALANCE_LIMIT_EXCEEDED: _ClassVar[Result]
     TOO_MANY_RESERVATIONS: _ClassVar[Result]
+    SESSION_NOT_FOUND: _ClassVar[Result]
+    SESSION_ALREADY_RELEASED: _ClassVar[Result]
+    TOO_MANY_SESSIONS: _ClassVar[Result]
 
 class Unit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,6 +50,36 @@ class ReservationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESERVATION_COMMITTED: _ClassVar[ReservationState]
     RESERVATION_RELEASED: _ClassVar[ReservationState]
     RESERVATION_EXPIRED_STATE: _ClassVar[ReservationState]
+    RESERVATION_REPLACED: _ClassVar[ReservationState]
+
+class SessionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_STATE_UNSPECIFIED: _ClassVar[SessionState]
+    SESSION_STATE_ACTIVE: _ClassVar[SessionState]
+    SESSION_STATE_RELEASED: _ClassVar[SessionState]
+    SESSION_STATE_ABNORMALLY_RELEASED: _ClassVar[SessionState]
+
+class FinalUnitAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FINAL_UNIT_ACTION_UNSPECIFIED: _ClassVar[FinalUnitAction]
+    TERMINATE: _ClassVar[FinalUnitAction]
+    REDIRECT: _ClassVar[FinalUnitAction]
+    RESTRICT_ACCESS: _ClassVar[FinalUnitAction]
+
+class NotificationType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTIFICATION_TYPE_UNSPECIFIED: _ClassVar[NotificationType]
+    REAUTHORIZATION: _ClassVar[NotificationType]
+    ABORT_CHARGING: _ClassVar[NotificationType]
+
+class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTIFICATION_REASON_UNSPECIFIED: _ClassVar[NotificationReason]
+    TOP_UP: _ClassVar[NotificationReason]
+    TARIFF_CHANGED: _ClassVar[NotificationReason]
+    ACCOUNT_SUSPENDED: _ClassVar[NotificationReason]
+    ACCOUNT_CLOSED: _ClassVar[NotificationReason]
+    ACCOUNT_REACTIVATED: _ClassVar[NotificationReason]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -62,6 +95,9 @@ ACCOUNT_ALREADY_EXISTS: Result
 TARIFF_PLAN_UNKNOWN: Result
 BALANCE_LIMIT_EXCEEDED: Result
 TOO_MANY_RESERVATIONS: Result
+SESSION_NOT_FOUND: Result
+SESSION_ALREADY_RELEASED: Result
+TOO_MANY_SESSIONS: Result
 UNIT_UNSPECIFIED: Unit
 SECONDS: Unit
 BYTES: Unit
@@ -75,6 +111,200 @@ RESERVATION_ACTIVE: ReservationState
 RESERVATION_COMMITTED: ReservationState
 RESERVATION_RELEASED: ReservationState
 RESERVATION_EXPIRED_STATE: ReservationState
+RESERVATION_REPLACED: ReservationState
+SESSION_STATE_UNSPECIFIED: SessionState
+SESSION_STATE_ACTIVE: SessionState
+SESSION_STATE_RELEASED: SessionState
+SESSION_STATE_ABNORMALLY_RELEASED: SessionState
+FINAL_UNIT_ACTION_UNSPECIFIED: FinalUnitAction
+TERMINATE: FinalUnitAction
+REDIRECT: FinalUnitAction
+RESTRICT_ACCESS: FinalUnitAction
+NOTIFICATION_TYPE_UNSPECIFIED: NotificationType
+REAUTHORIZATION: NotificationType
+ABORT_CHARGING: NotificationType
+NOTIFICATION_REASON_UNSPECIFIED: NotificationReason
+TOP_UP: NotificationReason
+TARIFF_CHANGED: NotificationReason
+ACCOUNT_SUSPENDED: NotificationReason
+ACCOUNT_CLOSED: NotificationReason
+ACCOUNT_REACTIVATED: NotificationReason
+
+class MultipleUnitUsage(_message.Message):
+    __slots__ = ("rating_group", "requested_units", "used_units")
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    USED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    rating_group: int
+    requested_units: int
+    used_units: int
+    def __init__(self, rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., used_units: _Optional[int] = ...) -> None: ...
+
+class CreateSessionRequest(_message.Message):
+    __slots__ = ("session_id", "subscriber_id", "invocation_sequence_number", "multiple_unit_usage", "notify_client_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLE_UNIT_USAGE_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    subscriber_id: str
+    invocation_sequence_number: int
+    multiple_unit_usage: _containers.RepeatedCompositeFieldContainer[MultipleUnitUsage]
+    notify_client_id: str
+    def __init__(self, session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., invocation_sequence_number: _Optional[int] = ..., multiple_unit_usage: _Optional[_Iterable[_Union[MultipleUnitUsage, _Mapping]]] = ..., notify_client_id: _Optional[str] = ...) -> None: ...
+
+class UpdateSessionRequest(_message.Message):
+    __slots__ = ("session_id", "subscriber_id", "invocation_sequence_number", "multiple_unit_usage", "notify_client_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLE_UNIT_USAGE_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    subscriber_id: str
+    invocation_sequence_number: int
+    multiple_unit_usage: _containers.RepeatedCompositeFieldContainer[MultipleUnitUsage]
+    notify_client_id: str
+    def __init__(self, session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., invocation_sequence_number: _Optional[int] = ..., multiple_unit_usage: _Optional[_Iterable[_Union[MultipleUnitUsage, _Mapping]]] = ..., notify_client_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseSessionRequest(_message.Message):
+    __slots__ = ("session_id", "subscriber_id", "invocation_sequence_number", "multiple_unit_usage")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLE_UNIT_USAGE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    subscriber_id: str
+    invocation_sequence_number: int
+    multiple_unit_usage: _containers.RepeatedCompositeFieldContainer[MultipleUnitUsage]
+    def __init__(self, session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., invocation_sequence_number: _Optional[int] = ..., multiple_unit_usage: _Optional[_Iterable[_Union[MultipleUnitUsage, _Mapping]]] = ...) -> None: ...
+
+class FinalUnitIndication(_message.Message):
+    __slots__ = ("final_unit_action", "redirect_server_address")
+    FINAL_UNIT_ACTION_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    final_unit_action: FinalUnitAction
+    redirect_server_address: str
+    def __init__(self, final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
+
+class MultipleUnitInformation(_message.Message):
+    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros")
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_HOLDING_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_UNITS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_UNIT_INDICATION_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_MICROS_FIELD_NUMBER: _ClassVar[int]
+    USED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    rating_group: int
+    result: Result
+    granted_units: int
+    validity_time_s: int
+    quota_holding_time_s: int
+    threshold_units: int
+    final_unit_indication: FinalUnitIndication
+    reservation_id: str
+    held_micros: int
+    used_units: int
+    charge_id: str
+    charged_micros: int
+    late: bool
+    overage_micros: int
+    rounding_residue_picos: int
+    released_micros: int
+    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("result", "session_id", "invocation_sequence_number", "multiple_unit_information", "session_state", "supervision_time_s", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLE_UNIT_INFORMATION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_STATE_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISION_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    session_id: str
+    invocation_sequence_number: int
+    multiple_unit_information: _containers.RepeatedCompositeFieldContainer[MultipleUnitInformation]
+    session_state: SessionState
+    supervision_time_s: int
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., session_id: _Optional[str] = ..., invocation_sequence_number: _Optional[int] = ..., multiple_unit_information: _Optional[_Iterable[_Union[MultipleUnitInformation, _Mapping]]] = ..., session_state: _Optional[_Union[SessionState, str]] = ..., supervision_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class GetSessionRequest(_message.Message):
+    __slots__ = ("subscriber_id", "session_id")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    session_id: str
+    def __init__(self, subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class GetSessionResponse(_message.Message):
+    __slots__ = ("result", "session_id", "subscriber_id", "state", "last_sequence_number", "notify_client_id", "created_at_ms", "updated_at_ms", "supervision_deadline_ms", "closed_at_ms", "reservations")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISION_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    session_id: str
+    subscriber_id: str
+    state: SessionState
+    last_sequence_number: int
+    notify_client_id: str
+    created_at_ms: int
+    updated_at_ms: int
+    supervision_deadline_ms: int
+    closed_at_ms: int
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., last_sequence_number: _Optional[int] = ..., notify_client_id: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., supervision_deadline_ms: _Optional[int] = ..., closed_at_ms: _Optional[int] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ...) -> None: ...
+
+class WatchNotificationsRequest(_message.Message):
+    __slots__ = ("client_id", "cursor")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    cursor: str
+    def __init__(self, client_id: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class Notification(_message.Message):
+    __slots__ = ("type", "reason", "session_id", "subscriber_id", "at_ms", "cursor", "notifications_lost", "trace_id")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATIONS_LOST_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    type: NotificationType
+    reason: NotificationReason
+    session_id: str
+    subscriber_id: str
+    at_ms: int
+    cursor: str
+    notifications_lost: bool
+    trace_id: str
+    def __init__(self, type: _Optional[_Union[NotificationType, str]] = ..., reason: _Optional[_Union[NotificationReason, str]] = ..., session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., at_ms: _Optional[int] = ..., cursor: _Optional[str] = ..., notifications_lost: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "session_id", "rating_group", "requested_units")
@@ -251,7 +481,7 @@ class GetTransactionRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetTransactionResponse(_message.Message):
-    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state")
+    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state", "session")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +490,7 @@ class GetTransactionResponse(_message.Message):
     TOP_UP_FIELD_NUMBER: _ClassVar[int]
     CREATE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     SET_ACCOUNT_STATE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     found: bool
     reserve: ReserveResponse
     debit: DebitResponse
@@ -268,26 +499,33 @@ class GetTransactionResponse(_message.Message):
     top_up: TopUpResponse
     create_account: CreateAccountResponse
     set_account_state: SetAccountStateResponse
-    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ...) -> None: ...
+    session: SessionResponse
+    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ...) -> None: ...
 
 class ChargeRequest(_message.Message):
-    __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up")
+    __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up", "create_session", "update_session", "release_session")
     CORRELATION_TAG_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     REFUND_FIELD_NUMBER: _ClassVar[int]
     TOP_UP_FIELD_NUMBER: _ClassVar[int]
+    CREATE_SESSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_SESSION_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_SESSION_FIELD_NUMBER: _ClassVar[int]
     correlation_tag: int
     reserve: ReserveRequest
     debit: DebitRequest
     release: ReleaseRequest
     refund: RefundRequest
     top_up: TopUpRequest
-    def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., debit: _Optional[_Union[DebitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., refund: _Optional[_Union[RefundRequest, _Mapping]] = ..., top_up: _Optional[_Union[TopUpRequest, _Mapping]] = ...) -> None: ...
+    create_session: CreateSessionRequest
+    update_session: UpdateSessionRequest
+    release_session: ReleaseSessionRequest
+    def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., debit: _Optional[_Union[DebitRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., refund: _Optional[_Union[RefundRequest, _Mapping]] = ..., top_up: _Optional[_Union[TopUpRequest, _Mapping]] = ..., create_session: _Optional[_Union[CreateSessionRequest, _Mapping]] = ..., update_session: _Optional[_Union[UpdateSessionRequest, _Mapping]] = ..., release_session: _Optional[_Union[ReleaseSessionRequest, _Mapping]] = ...) -> None: ...
 
 class ChargeResponse(_message.Message):
-    __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up", "error")
+    __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up", "error", "session")
     CORRELATION_TAG_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +533,7 @@ class ChargeResponse(_message.Message):
     REFUND_FIELD_NUMBER: _ClassVar[int]
     TOP_UP_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     correlation_tag: int
     reserve: ReserveResponse
     debit: DebitResponse
@@ -302,7 +541,8 @@ class ChargeResponse(_message.Message):
     refund: RefundResponse
     top_up: TopUpResponse
     error: _status_pb2.Status
-    def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+    session: SessionResponse
+    def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
@@ -407,18 +647,22 @@ class SetAccountStateResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class RatingGroupRate(_message.Message):
-    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units")
+    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units", "final_unit_action", "redirect_server_address")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
     RATE_UNITS_FIELD_NUMBER: _ClassVar[int]
     INCREMENT_UNITS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_UNIT_ACTION_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     unit: Unit
     price_micros: int
     rate_units: int
     increment_units: int
-    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ...) -> None: ...
+    final_unit_action: FinalUnitAction
+    redirect_server_address: str
+    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
 
 class TariffPlan(_message.Message):
     __slots__ = ("tariff_plan_id", "rates", "version")

@@ -76,6 +76,31 @@ class ChargingServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.ChargeRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.ChargeResponse.FromString,
                 _registered_method=True)
+        self.CreateSession = channel.unary_unary(
+                '/charging.v1.ChargingService/CreateSession',
+                request_serializer=charging_dot_v1_dot_charging__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.SessionResponse.FromString,
+                _registered_method=True)
+        self.UpdateSession = channel.unary_unary(
+                '/charging.v1.ChargingService/UpdateSession',
+                request_serializer=charging_dot_v1_dot_charging__pb2.UpdateSessionRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.SessionResponse.FromString,
+                _registered_method=True)
+        self.ReleaseSession = channel.unary_unary(
+                '/charging.v1.ChargingService/ReleaseSession',
+                request_serializer=charging_dot_v1_dot_charging__pb2.ReleaseSessionRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.SessionResponse.FromString,
+                _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/charging.v1.ChargingService/GetSession',
+                request_serializer=charging_dot_v1_dot_charging__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.GetSessionResponse.FromString,
+                _registered_method=True)
+        self.WatchNotifications = channel.unary_stream(
+                '/charging.v1.ChargingService/WatchNotifications',
+                request_serializer=charging_dot_v1_dot_charging__pb2.WatchNotificationsRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.Notification.FromString,
+                _registered_method=True)
 
 
 class ChargingServiceServicer:
@@ -139,6 +164,51 @@ class ChargingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSession(self, request, context):
+        """Charging sessions (Nchf_ConvergedCharging create/update/release, Diameter
+        Gy CCR-I/U/T): several rating groups per request, each answered on its
+        own. A request applies atomically. Its idempotency key is (session_id,
+        invocation_sequence_number): a repeated number returns the original
+        answer marked replayed; a number older than the last applied fails with
+        FAILED_PRECONDITION and no effect. GetTransaction resolves an ambiguous
+        one with request_id "session/<session_id>/<invocation_sequence_number>".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSession(self, request, context):
+        """Charges each rating group's used units against its hold, then replaces
+        what is left of the hold with the new grant (never adds to it). An update
+        for a session the grid closed or never saw is accepted: its usage is
+        charged as late usage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseSession(self, request, context):
+        """Charges the final usage and returns every hold of the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchNotifications(self, request, context):
+        """Re-authorisations and aborts for the sessions whose notify_client_id is
+        client_id. Each notification carries a cursor; reconnecting with the last
+        one received misses nothing (within the retention, 24 h by default).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChargingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +251,31 @@ def add_ChargingServiceServicer_to_server(servicer, server):
                     servicer.Charge,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.ChargeRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.ChargeResponse.SerializeToString,
+            ),
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.CreateSessionRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.SessionResponse.SerializeToString,
+            ),
+            'UpdateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSession,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.UpdateSessionRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.SessionResponse.SerializeToString,
+            ),
+            'ReleaseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseSession,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.ReleaseSessionRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.SessionResponse.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.GetSessionRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.GetSessionResponse.SerializeToString,
+            ),
+            'WatchNotifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNotifications,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.WatchNotificationsRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.Notification.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +496,141 @@ class ChargingService:
             '/charging.v1.ChargingService/Charge',
             charging_dot_v1_dot_charging__pb2.ChargeRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.ChargeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/CreateSession',
+            charging_dot_v1_dot_charging__pb2.CreateSessionRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.SessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/UpdateSession',
+            charging_dot_v1_dot_charging__pb2.UpdateSessionRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.SessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/ReleaseSession',
+            charging_dot_v1_dot_charging__pb2.ReleaseSessionRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.SessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/GetSession',
+            charging_dot_v1_dot_charging__pb2.GetSessionRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.GetSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/charging.v1.ChargingService/WatchNotifications',
+            charging_dot_v1_dot_charging__pb2.WatchNotificationsRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.Notification.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,77 @@
+"""WatchNotifications: follows one client's notifications on every shard.
+
+Notifications are made and kept (durably, for the retention) by the shard that
+owns the session, so any front door can serve any watcher, and a watcher that
+reconnects resumes from its cursor: the position reached on every shard. The
+follower asks each shard through its batcher (the reads ride in the normal
+batches) and waits a poll interval when none had anything new.
+"""
+
+import asyncio
+
+from charging.v1 import charging_pb2 as pb
+
+from grid.domain import operations as ops
+from grid.domain.outcomes import ErrorCode
+from grid.domain.validation import InvalidArgument
+from grid.frontdoor.router import Router
+
+_CURSOR_VERSION = "c1"
+# Shard errors a follower waits out (the next poll asks again) rather than ending the stream on.
+_TRANSIENT = (ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.DEADLINE_EXCEEDED)
+
+
+def encode_cursor(positions: list[int]) -> str:
+    return ".".join([_CURSOR_VERSION, *map(str, positions)])
+
+
+def decode_cursor(cursor: str, shards: int) -> list[int]:
+    """Positions per shard; empty means from the oldest kept."""
+    if not cursor:
+        return [0] * shards
+    version, *parts = cursor.split(".")
+    if version != _CURSOR_VERSION or len(parts) != shards or not all(part.isdigit() for part in parts):
+        raise InvalidArgument("cursor", "is not a cursor this grid gave out; pass one from a Notification, or none")
+    return [int(part) for part in parts]
+
+
+class Rejected(Exception):
+    def __init__(self, rejection: ops.Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+async def follow(router: Router, tenant: str, client_id: str, cursor: str, poll_interval_s: float,
+                 read_max: int):
+    """Yield pb.Notification for client_id, oldest first per shard, without end.
+    Raises InvalidArgument for a bad cursor, Rejected for a shard's refusal."""
+    shards = len(router.batchers)
+    positions = decode_cursor(cursor, shards)
+    lost_pending = False
+    fresh = not cursor  # a first subscription has lost nothing it could have known of
+    while True:
+        more = False
+        for shard in range(shards):
+            reply = await router.submit_to_shard(
+                shard, ops.ReadNotifications(tenant, client_id, positions[shard], read_max))
+            if isinstance(reply, ops.Rejection):
+                if reply.code in _TRANSIENT:
+                    continue
+                raise Rejected(reply)
+            lost_pending = lost_pending or (reply.lost and not fresh)
+            for notification in reply.notifications:
+                positions[shard] = notification.sequence
+                yield pb.Notification(
+                    type=notification.type, reason=notification.reason, session_id=notification.session_id,
+                    subscriber_id=notification.subscriber_id, at_ms=notification.at_ms,
+                    cursor=encode_cursor(positions), notifications_lost=lost_pending,
+                    trace_id=notification.trace_id,
+                )
+                lost_pending = False
+            if len(reply.notifications) >= read_max:
+                more = True
+            else:  # nothing more of ours up to the shard's newest: skip past it next time
+                positions[shard] = max(positions[shard], reply.last_sequence)
+        fresh = False
+        if not more:
+            await asyncio.sleep(poll_interval_s)
