@@ -22,15 +22,17 @@ class InvalidArgument(Exception):
         self.message = message
 
 
-def _identifier(field: str, value: str, limits: CoreLimits, *, required: bool = True) -> None:
+def _identifier(field: str, value: str, limits: CoreLimits, *, required: bool = True,
+                length_max: int | None = None) -> None:
     if not isinstance(value, str):
         raise InvalidArgument(field, "must be a string")
     if not value:
         if required:
             raise InvalidArgument(field, "is required")
         return
-    if len(value) > limits.id_length_max:
-        raise InvalidArgument(field, f"is longer than {limits.id_length_max} characters")
+    length_max = limits.id_length_max if length_max is None else length_max
+    if len(value) > length_max:
+        raise InvalidArgument(field, f"is longer than {length_max} characters")
     if not value.isprintable() or value != value.strip():
         raise InvalidArgument(field, "must be printable with no leading or trailing spaces")
 
@@ -167,8 +169,14 @@ def _validate_read_notifications(op: ops.ReadNotifications, limits: CoreLimits) 
     _integer("limit", op.limit, 1, limits.notifications_per_read_max)
 
 
+# A session request's id is session/<session_id>/<sequence number>: longer than a client's.
+_SESSION_REQUEST_ID_OVERHEAD = len(ops.session_request_id("", UINT32_MAX))
+
+
 def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:
-    _identifier("request_id", op.request_id, limits)
+    session = isinstance(op.request_id, str) and op.request_id.startswith("session/")
+    _identifier("request_id", op.request_id, limits,
+                length_max=limits.id_length_max + (_SESSION_REQUEST_ID_OVERHEAD if session else 0))
 
 
 def _validate_get_tariff(op: ops.GetTariff, limits: CoreLimits) -> None:

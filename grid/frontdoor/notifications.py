@@ -12,6 +12,7 @@ import asyncio
 from charging.v1 import charging_pb2 as pb
 
 from grid.domain import operations as ops
+from grid.domain.limits import UINT64_MAX
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
 from grid.frontdoor.router import Router
@@ -30,7 +31,10 @@ def decode_cursor(cursor: str, shards: int) -> list[int]:
     if not cursor:
         return [0] * shards
     version, *parts = cursor.split(".")
-    if version != _CURSOR_VERSION or len(parts) != shards or not all(part.isdigit() for part in parts):
+    # ASCII digits only (str.isdigit also takes superscripts int() refuses), within uint64.
+    if (version != _CURSOR_VERSION or len(parts) != shards
+            or not all(part.isascii() and part.isdigit() and len(part) <= 20 for part in parts)
+            or any(int(part) > UINT64_MAX for part in parts)):
         raise InvalidArgument("cursor", "is not a cursor this grid gave out; pass one from a Notification, or none")
     return [int(part) for part in parts]
 

@@ -22,7 +22,10 @@ from grid_client import AsyncChargingClient, RetryPolicy, pb
 
 from fault_history import OK, History
 from grid.domain.outcomes import JournalKind, ReservationState, Result
-from grid.domain.records import Account, Charge, IdempotencyRecord, JournalRecord, Reservation, ShardMeta
+from grid.domain.outcomes import SessionState
+from grid.domain.records import (
+    Account, Charge, IdempotencyRecord, JournalRecord, Reservation, Session, ShardMeta,
+)
 from grid.storage.shard_store import ShardStore
 from server_process import STARTUP_TIMEOUT_S, ServerProcess, free_port
 
@@ -310,8 +313,11 @@ def check_shard_stores(data_dir: pathlib.Path, shards: int, context: str) -> dic
       last record's after == the account's balance_micros and reserved_micros;
     - reserved_micros == the sum held by the account's ACTIVE reservations;
     - every idempotency record has exactly one journal record (EXPIRE aside) with the
-      reply's result, and every journal record with a request id (EXPIRE and TARIFF
-      aside) has an idempotency record;
+      reply's result (a session request: at least one, and exactly one when it was
+      refused as a whole), and every journal record with a request id (EXPIRE and
+      TARIFF aside) has an idempotency record;
+    - every session's holds are reservations of that session, and an ACTIVE
+      reservation of a session that is no longer active is a leak;
     - every charge's refunded_micros == its SUCCESS refunds in the journal, and each
       SUCCESS debit names a stored charge of its amount;
     - every reservation and charge id was issued below meta.next_object_id."""
@@ -404,12 +410,32 @@ def check_shard_stores(data_dir: pathlib.Path, shards: int, context: str) -> dic
                             "no idempotency record")
         for key, record in idempotency.items():
             entries = journaled.get(key, [])
+            if key[2].startswith("session/"):  # one record per effect of the request's rating groups
+                if not entries or (record.reply.result != Result.SUCCESS and len(entries) != 1):
+                    problems.append(f"{where} session request {key} has journal records "
+                                    f"{[r.sequence for r in entries]} for a {Result(record.reply.result).name}")
+                continue
             if len(entries) != 1:
                 problems.append(f"{where} request {key} has {len(entries)} journal records "
                                 f"{[r.sequence for r in entries]} (exactly one wanted)")
             elif entries[0].result != record.reply.result:
                 problems.append(f"{where} request {key}: reply says {Result(record.reply.result).name}, journal "
                                 f"#{entries[0].sequence} says {entries[0].result.name}")
+
+        reservations = {r.reservation_id: r for r in by_type[Reservation]}
+        sessions = {session.key: session for session in by_type[Session]}
+        for key, session in sessions.items():
+            for _, reservation_id in session.holds:
+                reservation = reservations.get(reservation_id)
+                if reservation is not None and reservation.session_id != session.session_id:
+                    problems.append(f"{where} session {key} lists hold {reservation_id} of session "
+                                    f"{reservation.session_id}")
+        for reservation in reservations.values():
+            session = sessions.get((reservation.tenant, reservation.subscriber_id, reservation.session_id))
+            if (reservation.state == ReservationState.ACTIVE and reservation.request_id.startswith("session/")
+                    and (session is None or session.state != SessionState.SESSION_STATE_ACTIVE)):
+                problems.append(f"{where} hold {reservation.reservation_id} is active but its session "
+                                f"{reservation.session_id} is not")
 
         charges = {charge.charge_id: charge for charge in by_type[Charge]}
         refunds = collections.Counter()
