@@ -31,7 +31,8 @@ REQUESTS_MAX = 5_000_000  # a bound on every run, whatever --seconds says
 
 
 def _units(requested: int, used: int) -> list:
-    return [pb.MultipleUnitUsage(rating_group=group, requested_units=requested if group != 30 else 60,
+    return [pb.MultipleUnitUsage(rating_group=group,
+                                 requested_units=requested if group != 30 else min(requested, 60),
                                  used_units=used if group != 30 else used // 100_000)
             for group in RATING_GROUPS]
 
