@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import pathlib
 import sys
 
@@ -25,6 +26,7 @@ from google.protobuf import json_format
 
 from grid.config import GridConfig
 from grid.domain.limits import CoreLimits
+from grid.tracing import TracingPolicy
 
 UNITS = {"SECONDS": 1, "BYTES": 2, "EVENTS": 3}
 
@@ -95,7 +97,9 @@ def _config(args) -> GridConfig:
         ray_address=args.ray_address, batch_operations_max=args.batch_operations_max,
         batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
         sweep_interval_s=args.sweep_interval_s, snapshot_interval_s=args.snapshot_interval_s,
-        snapshot_retention_count=args.snapshot_retention_count,
+        snapshot_retention_count=args.snapshot_retention_count, metrics_port=args.metrics_port,
+        tracing=TracingPolicy(export_ratio=args.trace_export_ratio, subscriber_ids=args.span_subscriber_ids,
+                              subscriber_id_salt=os.environ.get("GRID_SUBSCRIBER_ID_SALT", "")),
         limits=CoreLimits(validity_time_s=args.validity_time_s, expiry_grace_s=args.expiry_grace_s),
     )
 
@@ -254,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="snapshots kept; the oldest beyond this are deleted")
     serve.add_argument("--sweep-interval-s", type=float, default=defaults.sweep_interval_s,
                        help="how often an idle shard is swept for due holds")
+    serve.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
+                       help="serve Prometheus metrics on http://HOST:PORT/metrics (0: none; 9464 is usual)")
+    serve.add_argument("--trace-export-ratio", type=float, default=defaults.tracing.export_ratio,
+                       help="share of ordinary operations whose spans are exported (denials, errors, overages, "
+                            "late usage and replays always are); exporters come from the OTEL_* variables")
+    serve.add_argument("--span-subscriber-ids", choices=["plain", "hashed", "none"],
+                       default=defaults.tracing.subscriber_ids,
+                       help="subscriber ids in spans: plain, hashed with GRID_SUBSCRIBER_ID_SALT, or none")
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")

@@ -84,6 +84,7 @@ def _actor_prefix(data_dir: pathlib.Path) -> str:
 def create_shards(config: GridConfig) -> list:
     remote_class = ray.remote(ShardActor)
     prefix = _actor_prefix(config.data_dir)
+    otel_env = {key: value for key, value in os.environ.items() if key.startswith("OTEL_")}
     handles = [
         remote_class.options(
             name=f"grid-{prefix}-shard-{shard_id}",
@@ -91,7 +92,9 @@ def create_shards(config: GridConfig) -> list:
             max_task_retries=0,
             max_concurrency=1,
             num_cpus=0,
-        ).remote(shard_id, str(config.data_dir.resolve()), config.limits)
+            # Exporter settings reach the shard processes even on a cluster Ray did not start here.
+            **({"runtime_env": {"env_vars": otel_env}} if otel_env else {}),
+        ).remote(shard_id, str(config.data_dir.resolve()), config.limits, config.tracing)
         for shard_id in range(config.shards)
     ]
     # Wait until every shard has loaded its state: fail now, not on the first call.
@@ -110,8 +113,11 @@ def stop_shards(handles: list) -> None:
         ray.kill(handle, no_restart=True)
 
 
-async def apply_batch(handle, operations: list) -> list:
-    return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
+async def apply_batch(handle, operations: list, trace: dict | None = None) -> list:
+    """trace: the batch's trace context (grid.frontdoor.batcher) or None (no spans)."""
+    if trace is None:
+        return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
+    return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations), trace))
 
 
 async def checkpoint_shards(handles: list, snapshot_dir: str) -> list[dict]:

@@ -6,6 +6,7 @@ import os
 import pathlib
 
 from grid.domain.limits import CoreLimits
+from grid.tracing import TracingPolicy
 from grid.routing import SLOTS_DEFAULT
 
 
@@ -48,6 +49,10 @@ class GridConfig:
     snapshot_interval_s: float = 0.0
     # Snapshots kept; creating one more deletes the oldest.
     snapshot_retention_count: int = 7
+    # Which spans are exported and how subscribers appear in them (exporters: OTEL_* variables).
+    tracing: TracingPolicy = TracingPolicy()
+    # Prometheus scrape endpoint (/metrics) on host:metrics_port; 0 serves none.
+    metrics_port: int = 0
     limits: CoreLimits = CoreLimits()
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from grid import cluster
+from grid import cluster, tracing
 from grid.config import GridConfig
 from grid.frontdoor.batcher import ShardBatcher
 from grid.frontdoor.router import Router
@@ -44,11 +44,15 @@ class Grid:
         self._stats_task: asyncio.Task | None = None
         self._snapshot_task: asyncio.Task | None = None
         self._snapshot_lock = asyncio.Lock()
+        self.tracing = tracing.Tracing("charging-grid")
+        self.metrics = None
+        self._metrics_task: asyncio.Task | None = None
 
     async def start(self) -> int:
         config = self.config
         cluster.check_manifest(config)
         self._owns_ray = cluster.start_ray(config)
+        self.tracing = tracing.Tracing.from_environment("charging-grid", config.tracing)
         self._handles = await asyncio.to_thread(cluster.create_shards, config)
         batchers = [
             ShardBatcher(
@@ -58,12 +62,21 @@ class Grid:
                 batches_in_flight_max=config.batches_in_flight_max,
                 sweep_interval_s=config.sweep_interval_s,
                 retry_window_s=config.shard_retry_window_s,
+                tracer=self.tracing,
             )
             for shard_id, handle in enumerate(self._handles)
         ]
         for batcher in batchers:
             batcher.start()
-        self._router = Router(ShardMap.even(config.slots, config.shards), batchers, config.limits)
+        self._router = Router(ShardMap.even(config.slots, config.shards), batchers, config.limits, self.tracing)
+        if config.metrics_port:
+            from grid.metrics import Metrics
+
+            self.metrics = Metrics(config.host, config.metrics_port, batchers)
+            self._router.metrics = self.metrics
+            for batcher in batchers:
+                batcher.metrics = self.metrics
+            self._metrics_task = asyncio.get_running_loop().create_task(self._poll_shard_metrics())
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", config.message_bytes_max),
             ("grpc.so_reuseport", 0),
@@ -88,6 +101,16 @@ class Grid:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         return self.port
+
+    async def _poll_shard_metrics(self, interval_s: float = 5.0) -> None:
+        """Holds, expiries and sessions per shard for the metrics (a shard's own counters)."""
+        while True:
+            for shard_id, handle in enumerate(self._handles):
+                try:
+                    self.metrics.shard_info[shard_id] = await handle.info.remote()
+                except Exception:  # noqa: BLE001 - a restarting shard answers next time
+                    log.debug("shard %d gave no metrics", shard_id, exc_info=True)
+            await asyncio.sleep(interval_s)
 
     async def _log_stats(self, interval_s: float = 10.0) -> None:
         """Batching at a glance (grid serve -v); metrics proper come with OpenTelemetry."""
@@ -136,10 +159,10 @@ class Grid:
         return self._router
 
     async def stop(self) -> None:
-        for task in (self._stats_task, self._snapshot_task):
+        for task in (self._stats_task, self._snapshot_task, self._metrics_task):
             if task is not None:
                 task.cancel()
-        self._stats_task = self._snapshot_task = None
+        self._stats_task = self._snapshot_task = self._metrics_task = None
         if self._server is not None:
             for name in SERVICE_NAMES + [""]:
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -155,6 +178,10 @@ class Grid:
         if self._owns_ray:
             cluster.stop_ray()
             self._owns_ray = False
+        self.tracing.shutdown()  # flushes the spans not yet exported
+        if self.metrics is not None:
+            self.metrics.shutdown()
+            self.metrics = None
 
     async def serve_until_signalled(self, on_ready=None) -> None:
         await self.start()

@@ -3,7 +3,8 @@
 Every operation names its tenant and subscriber (the sharding key). Mutating
 operations carry a request_id: the idempotency record keeps the operation's
 payload (PAYLOAD_FIELDS) and its reply, so a retry is answered without effect.
-`trace_id` travels with the operation but is not payload: a retry has a new one.
+`trace_id` and `span_id` travel with the operation but are not payload: a retry
+has new ones.
 """
 
 import dataclasses
@@ -27,6 +28,8 @@ class CreateAccount:
     credit_limit_micros: int
     tariff_plan_id: str
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
 
 
@@ -37,6 +40,8 @@ class SetAccountState:
     request_id: str
     state: AccountState
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "state")
 
 
@@ -47,6 +52,8 @@ class TopUp:
     request_id: str
     amount_micros: int
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "amount_micros")
 
 
@@ -59,6 +66,8 @@ class Reserve:
     rating_group: int
     requested_units: int
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "session_id", "rating_group", "requested_units")
 
 
@@ -74,6 +83,8 @@ class Debit:
     used_units: int
     final: bool
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id", "rating_group", "used_units", "final")
 
 
@@ -84,6 +95,8 @@ class Release:
     request_id: str
     reservation_id: str
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id")
 
 
@@ -95,6 +108,8 @@ class Refund:
     charge_id: str
     amount_micros: int
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "charge_id", "amount_micros")
 
 
@@ -104,6 +119,8 @@ class PutTariff:
 
     plan: TariffPlan
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
 
 
 # ---------------------------------------------------------------- sessions
@@ -140,6 +157,8 @@ class CreateSession:
     multiple_unit_usage: tuple[UnitUsage, ...]
     notify_client_id: str = ""
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
 
     @property
@@ -156,6 +175,8 @@ class UpdateSession:
     multiple_unit_usage: tuple[UnitUsage, ...]
     notify_client_id: str = ""
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
 
     @property
@@ -172,6 +193,8 @@ class ReleaseSession:
     multiple_unit_usage: tuple[UnitUsage, ...]
     notify_client_id: str = ""
     trace_id: str = ""
+    # The span that applied it (set by the shard shell): journaled beside trace_id.
+    span_id: str = ""
     PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
 
     @property

@@ -163,6 +163,10 @@ class JournalRecord:
     overage_micros: int = 0
     trace_id: str = ""
     session_id: str = ""
+    # The span that made the record (a dispute links to it), and for a debit
+    # the hold it was charged against.
+    span_id: str = ""
+    reservation_id: str = ""
 
 
 @dataclasses.dataclass(slots=True)

@@ -276,7 +276,7 @@ class SessionRules:
             reference_id=charge.charge_id, rating_group=rate.rating_group, units=used_units,
             amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            session_id=session.session_id, **self._tariff_fields(account),
+            session_id=session.session_id, reservation_id=reservation_id, **self._tariff_fields(account),
         )
         return {"charge_id": charge.charge_id, "charged_micros": cost.charged_micros, "late": late,
                 "overage_micros": overage_micros, "rounding_residue_picos": cost.rounding_residue_picos}

@@ -91,6 +91,8 @@ class ShardState(SessionRules):
         self._deleted_idempotency: list[IdempotencyKey] = []
         self._deleted_charges: list[str] = []
         self._deleted_reservations: list[str] = []
+        self._span_id = ""
+        self.expired_total = 0  # holds expired by this incarnation (a metric)
         self._init_sessions()
 
     # ------------------------------------------------------------ batches
@@ -100,6 +102,8 @@ class ShardState(SessionRules):
         return [self.apply(operation, now_ms) for operation in operations]
 
     def apply(self, operation, now_ms: int):
+        # Journal records made by this operation carry the span that applied it.
+        self._span_id = getattr(operation, "span_id", "")
         rejection = rejection_for(operation, self.limits)
         if rejection is not None:
             return rejection
@@ -213,6 +217,7 @@ class ShardState(SessionRules):
             self._expire(reservation, now_ms, trace_id)
 
     def _expire(self, reservation: Reservation, now_ms: int, trace_id: str) -> None:
+        self.expired_total += 1
         account = self.accounts[reservation.account_key]
         returned = self._resolve(reservation, ReservationEvent.EXPIRE, account)
         self._journal(
@@ -260,6 +265,7 @@ class ShardState(SessionRules):
         else:
             tenant, subscriber_id = fields.pop("tenant"), fields.pop("subscriber_id")
             balance = reserved = 0
+        fields.setdefault("span_id", self._span_id if trace_id else "")
         fields.setdefault("balance_before_micros", balance)
         fields.setdefault("reserved_before_micros", reserved)
         record = JournalRecord(
@@ -472,7 +478,7 @@ class ShardState(SessionRules):
             reference_id=charge.charge_id, rating_group=reservation.rating_group, units=op.used_units,
             amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, overage_micros=overage_micros,
-            **self._tariff_fields(account),
+            reservation_id=reservation.reservation_id, **self._tariff_fields(account),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros, overage=overage,
@@ -521,7 +527,7 @@ class ShardState(SessionRules):
             reference_id=charge.charge_id, rating_group=rating_group, units=op.used_units,
             amount_micros=cost.charged_micros, balance_before_micros=before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            **self._tariff_fields(account),
+            reservation_id=op.reservation_id, **self._tariff_fields(account),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros,

@@ -18,7 +18,7 @@ import collections
 import logging
 import time
 
-from grid import cluster
+from grid import cluster, tracing
 from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 
@@ -55,9 +55,11 @@ class ShardBatcher:
         batches_in_flight_max: int,
         sweep_interval_s: float,
         retry_window_s: float,
+        tracer: tracing.Tracing | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._handle = handle
+        self._tracing = tracer or tracing.Tracing("charging-grid")
         self._batch_operations_max = batch_operations_max
         self._queue_operations_max = queue_operations_max
         self._sweep_interval_s = sweep_interval_s
@@ -80,6 +82,7 @@ class ShardBatcher:
         self.batches_sent = 0
         self.operations_sent = 0
         self.batch_seconds = 0.0  # summed round trips of answered batches
+        self.metrics = None  # grid.metrics.Metrics when a scrape port is configured
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.shard_id}")
@@ -88,7 +91,7 @@ class ShardBatcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, operation, deadline_monotonic: float | None = None):
+    async def submit(self, operation, deadline_monotonic: float | None = None, call=None):
         """The shard's reply to the operation, or a Rejection (overload, deadline,
         shard unavailable)."""
         if self._closing:
@@ -96,7 +99,7 @@ class ShardBatcher:
         if len(self._queue) >= self._queue_operations_max:
             return OVERLOADED
         future = asyncio.get_running_loop().create_future()
-        self._queue.append((operation, future, deadline_monotonic))
+        self._queue.append((operation, future, deadline_monotonic, call))
         self._wakeup.set()
         return await future
 
@@ -137,7 +140,7 @@ class ShardBatcher:
         batch = []
         while self._queue and len(batch) < self._batch_operations_max:
             item = self._queue.popleft()
-            operation, future, deadline = item
+            operation, future, deadline, _ = item
             if future.done():  # the caller went away (cancelled)
                 continue
             if deadline is not None and deadline <= now:
@@ -155,22 +158,50 @@ class ShardBatcher:
 
     async def _send(self, batch: list, sequence: int) -> None:
         try:
-            operations = [operation for operation, _, _ in batch]
+            operations = [operation for operation, _, _, _ in batch]
             started = time.perf_counter()
+            context = self._trace_context(batch)
             try:
-                replies = await self._call_with_retries(operations, sequence)
+                replies = await self._call_with_retries(operations, sequence, context)
             except Exception as error:  # noqa: BLE001 - every caller must hear back
                 log.error("shard %d batch of %d failed: %r", self.shard_id, len(batch), error)
                 replies = [_unavailable(error)] * len(batch)
             self.batches_sent += 1
             self.operations_sent += len(operations)
             self.batch_seconds += time.perf_counter() - started
-            for (_, future, _), reply in zip(batch, replies, strict=True):
+            if self.metrics is not None and operations:
+                self.metrics.batch_operations.record(len(operations), {"shard": self.shard_id})
+            for (_, future, _, _), reply in zip(batch, replies, strict=True):
                 if not future.done():
                     future.set_result(reply)
+            if context is not None:
+                self._record_batch_span(batch, replies, context)
         finally:
             self._finish(sequence)
             self._in_flight.release()
+
+    def _trace_context(self, batch: list) -> dict | None:
+        """What the shard needs to make its spans: this batch span's ids, the attempt,
+        and per operation its call's server span id and whether it is forced out."""
+        if not self._tracing.enabled or not batch:
+            return None
+        return {
+            "trace_id": tracing.new_trace_id(), "span_id": tracing.new_span_id(), "attempt": 1,
+            "started_ns": time.time_ns(),
+            "parents": [(call.span_id, call.forced) if call is not None else (0, False) for _, _, _, call in batch],
+        }
+
+    def _record_batch_span(self, batch: list, replies: list, context: dict) -> None:
+        exported = any(call is not None and (call.forced or tracing.interesting(reply))
+                       for (_, _, _, call), reply in zip(batch, replies))
+        links = [self._tracing.link(call.trace_id, call.span_id) for _, _, _, call in batch if call is not None]
+        self._tracing.record(
+            f"grid.batch shard-{self.shard_id}", trace_id=context["trace_id"], span_id=context["span_id"],
+            parent_span_id=None, start_ns=context["started_ns"], end_ns=time.time_ns(),
+            attributes={"grid.shard": self.shard_id, "grid.batch.operations": len(batch),
+                        "grid.attempt": context["attempt"]},
+            export=exported, kind=tracing.SpanKind.CLIENT, links=links,
+        )
 
     async def _one_by_one(self, operations: list, give_up_at: float) -> list:
         """The shard died again and again under this batch: perhaps one operation
@@ -201,7 +232,7 @@ class ShardBatcher:
             self._oldest_unfinished += 1
         self._order_changed.set()
 
-    async def _call_with_retries(self, operations: list, sequence: int) -> list:
+    async def _call_with_retries(self, operations: list, sequence: int, context: dict | None = None) -> list:
         """Send a batch; when its shard died, resend it with the same request ids.
 
         Resends keep the shard's order: while any batch is recovering no new batch
@@ -210,7 +241,7 @@ class ShardBatcher:
         GetTransaction) could reach the restarted shard before an earlier
         operation's resend, and its "not found" would later become untrue."""
         try:
-            return await cluster.apply_batch(self._handle, operations)
+            return await cluster.apply_batch(self._handle, operations, context)
         except cluster.RETRYABLE_ERRORS as error:
             first_error = error
         self._recovering += 1
@@ -229,8 +260,10 @@ class ShardBatcher:
                     raise first_error
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _RETRY_BACKOFF_MAX_S)
+                if context is not None:
+                    context["attempt"] += 1
                 try:
-                    return await cluster.apply_batch(self._handle, operations)
+                    return await cluster.apply_batch(self._handle, operations, context)
                 except cluster.RETRYABLE_ERRORS as error:
                     first_error = error
                 resends += 1

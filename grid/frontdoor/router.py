@@ -5,29 +5,46 @@ import asyncio
 
 from grid.domain import operations as ops
 from grid.domain.limits import CoreLimits
+from grid.domain.outcomes import Result
 from grid.domain.validation import rejection_for
+from grid.tracing import Tracing
 from grid.frontdoor.batcher import ShardBatcher
 from grid.routing import ShardMap
 
 
 class Router:
-    def __init__(self, shard_map: ShardMap, batchers: list[ShardBatcher], limits: CoreLimits) -> None:
+    def __init__(self, shard_map: ShardMap, batchers: list[ShardBatcher], limits: CoreLimits,
+                 tracing: Tracing | None = None) -> None:
         assert len(batchers) == shard_map.shards
         self.shard_map = shard_map
         self.batchers = batchers
         self.limits = limits
+        self.tracing = tracing or Tracing("charging-grid")
+        self.metrics = None  # grid.metrics.Metrics when a scrape port is configured
 
-    async def submit(self, operation, deadline_monotonic: float | None = None):
-        """Validate, then hand to the owning shard. Bad input never reaches a shard."""
+    def count(self, method: str, reply, started_monotonic: float) -> None:
+        if self.metrics is None:
+            return
+        if isinstance(reply, ops.Rejection):
+            outcome = reply.code.name
+        else:
+            result = getattr(reply, "result", None)
+            outcome = Result(result).name if result is not None else "FOUND" if getattr(reply, "found", False) \
+                else "OK"
+        self.metrics.record(method.rsplit("/", 1)[-1], outcome, started_monotonic)
+
+    async def submit(self, operation, deadline_monotonic: float | None = None, call=None):
+        """Validate, then hand to the owning shard. Bad input never reaches a shard.
+        `call` (a tracing.CallTrace) makes the shard's spans children of the call's."""
         rejection = rejection_for(operation, self.limits)
         if rejection is not None:
             return rejection
         if isinstance(operation, ops.PutTariff):
-            return await self._put_tariff_everywhere(operation, deadline_monotonic)
+            return await self._put_tariff_everywhere(operation, deadline_monotonic, call)
         if isinstance(operation, ops.GetTariff):
             return await self.batchers[0].submit(operation, deadline_monotonic)
         shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
-        return await self.batchers[shard].submit(operation, deadline_monotonic)
+        return await self.batchers[shard].submit(operation, deadline_monotonic, call)
 
     async def submit_to_shard(self, shard: int, operation, deadline_monotonic: float | None = None):
         """An operation about a shard rather than a subscriber (reading its notifications)."""
@@ -36,9 +53,8 @@ class Router:
             return rejection
         return await self.batchers[shard].submit(operation, deadline_monotonic)
 
-    async def _put_tariff_everywhere(self, operation: ops.PutTariff, deadline_monotonic):
-
-        replies = await asyncio.gather(*(b.submit(operation, deadline_monotonic) for b in self.batchers))
+    async def _put_tariff_everywhere(self, operation: ops.PutTariff, deadline_monotonic, call):
+        replies = await asyncio.gather(*(b.submit(operation, deadline_monotonic, call) for b in self.batchers))
         for reply in replies:
             if isinstance(reply, ops.Rejection):
                 return reply  # some shard did not take it: the caller retries (the put is idempotent)

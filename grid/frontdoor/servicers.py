@@ -1,9 +1,10 @@
 """Thin gRPC servicers: translate, trace, route, translate back. No business rules.
 
-Every handler follows one path (`_unary`): open a server span, convert the
-request into a domain operation carrying the trace id, submit it with the
-call's deadline, and either return the converted reply or abort with the
-status the error table gives.
+Every handler follows one path (`_unary`): take the call's trace ids (the
+client's traceparent continued), convert the request into a domain operation
+carrying the trace id, submit it with the call's deadline, record the server
+span once the outcome is known, and either return the converted reply or
+abort with the status the error table gives.
 """
 
 import asyncio
@@ -32,11 +33,16 @@ class _Base:
         self._router = router
 
     async def _unary(self, context, method: str, request, to_operation, to_response, *, traced: bool = True):
+        started = time.monotonic()
         if traced:
-            with tracing.server_span(method, context.invocation_metadata()) as (_, trace_id):
-                reply = await self._router.submit(to_operation(request, DEFAULT_TENANT, trace_id), deadline_of(context))
+            call = tracing.begin_call(self._router.tracing.policy, context.invocation_metadata())
+            operation = to_operation(request, DEFAULT_TENANT, call.trace_id_hex)
+            reply = await self._router.submit(operation, deadline_of(context), call)
+            tracing.end_call(self._router.tracing, call, method, reply, operation,
+                             int(reply.code) if isinstance(reply, Rejection) else 0)
         else:
             reply = await self._router.submit(to_operation(request, DEFAULT_TENANT), deadline_of(context))
+        self._router.count(method, reply, started)
         if isinstance(reply, Rejection):
             await context.abort_with_status(rpc_status.to_status(errors.status_of(reply)))
         return to_response(reply)
@@ -166,9 +172,14 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
         if kind is None:
             status = errors.status_of(Rejection(ErrorCode.INVALID_ARGUMENT, "operation", "one operation is required"))
             return pb.ChargeResponse(correlation_tag=tag, error=status)
-        with tracing.server_span(f"charging.v1.ChargingService/Charge.{kind}", metadata) as (_, trace_id):
-            operation = convert.STREAM_REQUESTS[kind](getattr(message, kind), DEFAULT_TENANT, trace_id)
-            reply = await self._router.submit(operation)
+        method = f"charging.v1.ChargingService/Charge.{kind}"
+        started = time.monotonic()
+        call = tracing.begin_call(self._router.tracing.policy, metadata)
+        operation = convert.STREAM_REQUESTS[kind](getattr(message, kind), DEFAULT_TENANT, call.trace_id_hex)
+        reply = await self._router.submit(operation, None, call)
+        tracing.end_call(self._router.tracing, call, method, reply, operation,
+                         int(reply.code) if isinstance(reply, Rejection) else 0)
+        self._router.count(method, reply, started)
         if isinstance(reply, Rejection):
             return pb.ChargeResponse(correlation_tag=tag, error=errors.status_of(reply))
         field, to_response = convert.REPLY_FIELDS[type(reply)]

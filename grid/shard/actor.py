@@ -7,11 +7,14 @@ interleave: there is no await between a balance check and its write. A restart
 constructor and takes a new epoch.
 """
 
+import dataclasses
 import logging
 import os
 import pathlib
 import time
 
+from grid import tracing
+from grid.domain import operations as ops
 from grid.domain.limits import CoreLimits
 from grid.domain.shard_state import ShardState
 from grid.shard.faults import FaultPoints
@@ -30,9 +33,11 @@ def now_ms() -> int:
 
 
 class ShardActor:
-    def __init__(self, shard_id: int, data_dir: str, limits: CoreLimits) -> None:
+    def __init__(self, shard_id: int, data_dir: str, limits: CoreLimits,
+                 policy: tracing.TracingPolicy = tracing.TracingPolicy()) -> None:
         started = time.monotonic()
         self.shard_id = shard_id
+        self.tracing = tracing.Tracing.from_environment(f"charging-grid-shard", policy)
         path = pathlib.Path(data_dir) / f"shard-{shard_id}"
         path.mkdir(parents=True, exist_ok=True)
         self.store = ShardStore(path, shard_id)
@@ -50,18 +55,27 @@ class ShardActor:
             shard_id, self.state.meta.epoch, len(self.state.accounts), self.load_seconds,
         )
 
-    def apply_batch(self, payload: bytes) -> bytes:
-        """Operations in, replies out, both packed by the codec (see codec.pack_batch)."""
+    def apply_batch(self, payload: bytes, trace: dict | None = None) -> bytes:
+        """Operations in, replies out, both packed by the codec (see codec.pack_batch).
+        With a trace context (tracing on) each operation gets its span."""
         try:
             now = now_ms()
             operations = codec.unpack_batch(payload)
             self.faults.before_apply(operations)
-            replies = self.state.apply_batch(operations, now)
+            traced = trace is not None and self.tracing.enabled
+            if traced:
+                applied_at_ns = time.time_ns()
+                replies, spans = self._apply_traced(operations, trace, now)
+            else:
+                replies = self.state.apply_batch(operations, now)
             writes = self.state.take_writes()
+            commit_started_ns = time.time_ns()
             if writes:
                 self.faults.before_commit()
                 self.store.commit(writes)
                 self.faults.after_commit()
+            if traced:
+                self._record_spans(trace, spans, applied_at_ns, commit_started_ns, len(writes.puts))
             if now >= self._next_journal_prune_ms:
                 self._next_journal_prune_ms = now + JOURNAL_PRUNE_INTERVAL_MS
                 self.store.forget_journal_before(now - self.state.limits.charge_retention_s * 1000)
@@ -73,6 +87,76 @@ class ShardActor:
             os._exit(70)
         return codec.pack_batch(replies)
 
+    def _apply_traced(self, operations: list, trace: dict, now: int) -> tuple[list, list]:
+        """ShardState.apply_batch, one operation at a time, noting for each its span
+        id (journaled), its times and the account before and after."""
+        state = self.state
+        state.expire_due(now)
+        replies, spans = [], []
+        for operation, (parent_span_id, forced) in zip(operations, trace["parents"]):
+            span_id = None
+            if parent_span_id and hasattr(operation, "span_id"):
+                span_id = tracing.new_span_id()
+                operation = dataclasses.replace(operation, span_id=tracing.hex_span_id(span_id))
+            account = state.accounts.get((getattr(operation, "tenant", ""), getattr(operation, "subscriber_id", "")))
+            before = (account.balance_micros, account.reserved_micros) if account is not None else None
+            started_ns = time.time_ns()
+            reply = state.apply(operation, now)
+            ended_ns = time.time_ns()
+            replies.append(reply)
+            if span_id is not None:
+                spans.append((operation, reply, span_id, parent_span_id, forced, before, started_ns, ended_ns))
+        return replies, spans
+
+    def _record_spans(self, trace: dict, spans: list, applied_at_ns: int, commit_started_ns: int,
+                      records_written: int) -> None:
+        """The shard's spans: one per operation (a child of its call's server span),
+        the batch (a child of the front door's batch span) and its storage commit."""
+        committed_ns = time.time_ns()
+        policy, state = self.tracing.policy, self.state
+        batch_span_id, commit_span_id = tracing.new_span_id(), tracing.new_span_id()
+        exported_any = False
+        links = []
+        for operation, reply, span_id, parent_span_id, forced, before, started_ns, ended_ns in spans:
+            export = forced or tracing.interesting(reply)
+            exported_any = exported_any or export
+            trace_id = int(operation.trace_id, 16)
+            links.append(self.tracing.link(trace_id, span_id))
+            attributes = {
+                **tracing.operation_attributes(policy, operation), **tracing.reply_attributes(reply),
+                "grid.shard": self.shard_id, "grid.epoch": state.meta.epoch, "grid.attempt": trace["attempt"],
+            }
+            account = state.accounts.get((getattr(operation, "tenant", ""), getattr(operation, "subscriber_id", "")))
+            if before is not None:
+                attributes["grid.balance_before_micros"], attributes["grid.reserved_before_micros"] = before
+            if account is not None:
+                attributes["grid.balance_after_micros"] = account.balance_micros
+                attributes["grid.reserved_after_micros"] = account.reserved_micros
+                plan = state.tariffs.get(account.tariff_plan_id)
+                attributes["grid.tariff_plan_id"] = account.tariff_plan_id
+                attributes["grid.tariff_version"] = plan.version if plan is not None else 0
+            if isinstance(reply, ops.Rejection):
+                attributes["grid.rejected"] = True
+            self.tracing.record(
+                f"grid.shard.apply {type(operation).__name__}", trace_id=trace_id, span_id=span_id,
+                parent_span_id=parent_span_id, start_ns=started_ns, end_ns=ended_ns, attributes=attributes,
+                export=export,
+            )
+        batch_attributes = {"grid.shard": self.shard_id, "grid.epoch": state.meta.epoch,
+                            "grid.attempt": trace["attempt"], "grid.batch.operations": len(trace["parents"])}
+        self.tracing.record(
+            f"grid.shard.batch shard-{self.shard_id}", trace_id=trace["trace_id"], span_id=batch_span_id,
+            parent_span_id=trace["span_id"], start_ns=applied_at_ns, end_ns=committed_ns,
+            attributes=batch_attributes, export=exported_any, links=links,
+        )
+        self.tracing.record(
+            "grid.storage.commit", trace_id=trace["trace_id"], span_id=commit_span_id, parent_span_id=batch_span_id,
+            start_ns=commit_started_ns, end_ns=committed_ns,
+            attributes={**batch_attributes, "db.system": "rocksdb", "grid.records_written": records_written,
+                        "grid.synced": True},
+            export=exported_any,
+        )
+
     def info(self) -> dict:
         return {
             "shard_id": self.shard_id,
@@ -80,6 +164,9 @@ class ShardActor:
             "accounts": len(self.state.accounts),
             "pid": os.getpid(),
             "load_seconds": self.load_seconds,
+            "holds_outstanding": sum(len(holds) for holds in self.state._active_holds.values()),
+            "holds_expired": self.state.expired_total,
+            "sessions_active": sum(len(sessions) for sessions in self.state._account_sessions.values()),
         }
 
     def checkpoint(self, snapshot_dir: str) -> dict:
@@ -98,3 +185,4 @@ class ShardActor:
     def close(self) -> None:
         """Release the RocksDB lock before the actor is killed (a clean stop)."""
         self.store.close()
+        self.tracing.shutdown()  # flushes the spans not yet exported
