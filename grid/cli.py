@@ -98,6 +98,7 @@ def _config(args) -> GridConfig:
         batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
         sweep_interval_s=args.sweep_interval_s, snapshot_interval_s=args.snapshot_interval_s,
         snapshot_retention_count=args.snapshot_retention_count, metrics_port=args.metrics_port,
+        jaeger_url=args.jaeger_url,
         tracing=TracingPolicy(export_ratio=args.trace_export_ratio, subscriber_ids=args.span_subscriber_ids,
                               subscriber_id_salt=os.environ.get("GRID_SUBSCRIBER_ID_SALT", "")),
         limits=CoreLimits(validity_time_s=args.validity_time_s, expiry_grace_s=args.expiry_grace_s),
@@ -189,6 +190,69 @@ def cmd_snapshot_restore(args) -> int:
     return 0
 
 
+def _parse_time_ms(text: str) -> int:
+    """Milliseconds since the epoch, or an ISO 8601 instant (UTC unless it says)."""
+    import datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        instant = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected milliseconds or an ISO 8601 time") from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=datetime.timezone.utc)
+    return int(instant.timestamp() * 1000)
+
+
+def cmd_dispute(args) -> int:
+    """The journal chain as a tree (or JSON), each line with its trace and Jaeger link."""
+    from grid import dispute
+    from grid.domain.outcomes import JournalKind, Result
+    from grid.domain.records import JournalRecord
+    from grid_client import GridError
+
+    with _client(args) as client:
+        try:
+            response = client.dispute(args.subscriber, args.request_id, args.charge_id, args.from_ms, args.to_ms,
+                                      args.limit)
+        except GridError as error:
+            print(f"error: {error}" + (f" (field: {error.field})" if error.field else ""), file=sys.stderr)
+            return 2
+    events = []
+    for e in response.events:
+        record = JournalRecord(
+            sequence=e.sequence, at_ms=e.at_ms, kind=JournalKind(e.kind), tenant="", subscriber_id=args.subscriber,
+            request_id=e.request_id, result=Result(e.result), reference_id=e.reference_id,
+            rating_group=e.rating_group, units=e.units, amount_micros=e.amount_micros,
+            balance_before_micros=e.balance_before_micros, balance_after_micros=e.balance_after_micros,
+            reserved_before_micros=e.reserved_before_micros, reserved_after_micros=e.reserved_after_micros,
+            rounding_residue_picos=e.rounding_residue_picos, tariff_plan_id=e.tariff_plan_id,
+            tariff_version=e.tariff_version, late=e.late, overage_micros=e.overage_micros, trace_id=e.trace_id,
+            session_id=e.session_id, span_id=e.span_id, reservation_id=e.reservation_id,
+        )
+        events.append(dispute.Event(record, e.depth, e.parent_sequence))
+    base_url = args.jaeger_url if args.jaeger_url is not None else ""
+    if args.json:
+        urls = {e.sequence: e.trace_url for e in response.events}
+        out = dispute.as_dicts(events, base_url)
+        for item in out:
+            item["trace_url"] = item["trace_url"] or urls.get(item["sequence"], "")
+            del item["tenant"]  # the grid answers for the caller's tenant
+        print(json.dumps({"subscriber_id": args.subscriber, "events": out, "truncated": response.truncated},
+                         indent=2))
+    else:
+        text = dispute.render_text(events, base_url)
+        if args.jaeger_url is None:  # the grid's own link for each line
+            lines = text.splitlines()
+            text = "\n".join(f"{line} {e.trace_url}" if e.trace_url else line
+                             for line, e in zip(lines, response.events))
+        print(text or "no journal records match")
+        if response.truncated:
+            print("(truncated: narrow the window)")
+    return 0
+
+
 def cmd_watch(args) -> int:
     """Print notifications as JSON lines until --count arrived or --timeout-s passed."""
     import threading
@@ -258,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="snapshots kept; the oldest beyond this are deleted")
     serve.add_argument("--sweep-interval-s", type=float, default=defaults.sweep_interval_s,
                        help="how often an idle shard is swept for due holds")
+    serve.add_argument("--jaeger-url", default=os.environ.get("GRID_JAEGER_URL", defaults.jaeger_url),
+                       help="Jaeger UI base URL for the trace links of disputes")
     serve.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
                        help="serve Prometheus metrics on http://HOST:PORT/metrics (0: none; 9464 is usual)")
     serve.add_argument("--trace-export-ratio", type=float, default=defaults.tracing.export_ratio,
@@ -351,6 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_command(session, "get", "show a session and its holds",
                         lambda c, a: c.get_session(a.subscriber, a.session),
                         [(("subscriber",), {}), (("session",), {})], request_id=False)
+    disputes = commands.add_parser(
+        "dispute", help="why was this charged: the journal chain behind a request, a charge or a time window")
+    disputes.add_argument("subscriber")
+    which = disputes.add_mutually_exclusive_group()
+    which.add_argument("--request-id", default="")
+    which.add_argument("--charge-id", default="")
+    disputes.add_argument("--from", dest="from_ms", type=_parse_time_ms, default=0,
+                          help="window start: ms since the epoch or ISO 8601 (UTC unless it says)")
+    disputes.add_argument("--to", dest="to_ms", type=_parse_time_ms, default=0, help="window end (default: now)")
+    disputes.add_argument("--limit", type=int, default=0, help="at most this many events (default 10,000)")
+    disputes.add_argument("--json", action="store_true", help="JSON instead of the tree")
+    disputes.add_argument("--jaeger-url", default=None,
+                          help="Jaeger UI base URL for the links (default: the grid's, from grid serve --jaeger-url)")
+    disputes.set_defaults(handler=cmd_dispute)
+
     watch = commands.add_parser("watch", help="print re-authorisations and aborts for a client's sessions")
     watch.add_argument("client_id")
     watch.add_argument("--cursor", default="", help="resume after this notification's cursor")

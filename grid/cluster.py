@@ -120,6 +120,12 @@ async def apply_batch(handle, operations: list, trace: dict | None = None) -> li
     return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations), trace))
 
 
+async def dispute_records(handle, tenant: str, subscriber_id: str, from_ms: int, to_ms: int,
+                          scanned_max: int) -> tuple[list, bool]:
+    payload, truncated = await handle.dispute_records.remote(tenant, subscriber_id, from_ms, to_ms, scanned_max)
+    return codec.unpack_batch(payload), truncated
+
+
 async def checkpoint_shards(handles: list, snapshot_dir: str) -> list[dict]:
     return list(await asyncio.gather(*(handle.checkpoint.remote(snapshot_dir) for handle in handles)))
 

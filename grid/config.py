@@ -51,6 +51,8 @@ class GridConfig:
     snapshot_retention_count: int = 7
     # Which spans are exported and how subscribers appear in them (exporters: OTEL_* variables).
     tracing: TracingPolicy = TracingPolicy()
+    # Base URL of the Jaeger UI for the trace links of disputes (GRID_JAEGER_URL).
+    jaeger_url: str = "http://127.0.0.1:16686"
     # Prometheus scrape endpoint (/metrics) on host:metrics_port; 0 serves none.
     metrics_port: int = 0
     limits: CoreLimits = CoreLimits()

@@ -102,6 +102,12 @@ class Grid:
         self._server = server
         return self.port
 
+    def shard_for(self, tenant: str, subscriber_id: str) -> int:
+        return self._router.shard_map.shard_for(tenant, subscriber_id)
+
+    def shard_handle(self, shard: int):
+        return self._handles[shard]
+
     async def _poll_shard_metrics(self, interval_s: float = 5.0) -> None:
         """Holds, expiries and sessions per shard for the metrics (a shard's own counters)."""
         while True:

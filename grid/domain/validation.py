@@ -37,6 +37,9 @@ def _identifier(field: str, value: str, limits: CoreLimits, *, required: bool = 
         raise InvalidArgument(field, "must be printable with no leading or trailing spaces")
 
 
+check_identifier = _identifier  # for the shells' own requests (e.g. disputes)
+
+
 def _integer(field: str, value: int, low: int, high: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidArgument(field, "must be an integer")

@@ -1,17 +1,25 @@
 """AdminService: snapshots of every shard, listed and restored (issue: crash-proof)."""
 
 import pathlib
+import time
 
 from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 
-from grid.domain.operations import Rejection
+from grid import cluster, dispute
+from grid.domain.operations import DEFAULT_TENANT, Rejection
 from grid.domain.outcomes import ErrorCode
+from grid.domain.validation import InvalidArgument
+from grid.domain.validation import check_identifier as _identifier
 from grid.frontdoor import errors
 from grid.storage import snapshots
 
 LABEL_LENGTH_MAX = 256
+# A dispute answers at most this many events and looks at no more than
+# DISPUTE_SCANNED_MAX of the subscriber's journal records (the shard pauses meanwhile).
+DISPUTE_EVENTS_MAX = 10_000
+DISPUTE_SCANNED_MAX = 100_000
 
 
 async def _abort(context, code: ErrorCode, field: str, message: str) -> None:
@@ -51,3 +59,48 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         except snapshots.SnapshotError as error:
             await _abort(context, ErrorCode.FAILED_PRECONDITION, "target_data_dir", str(error))
         return pb.RestoreSnapshotResponse(snapshot=snapshot_message(info), target_data_dir=str(target))
+
+    async def Dispute(self, request, context):
+        limits = self._grid.config.limits
+        try:
+            _identifier("subscriber_id", request.subscriber_id, limits)
+            _identifier("request_id", request.request_id, limits, required=False, length_max=2 * limits.id_length_max)
+            _identifier("charge_id", request.charge_id, limits, required=False)
+            if request.request_id and request.charge_id:
+                raise InvalidArgument("charge_id", "give a request_id or a charge_id, not both")
+            if request.from_ms < 0 or request.to_ms < 0 or (request.to_ms and request.to_ms < request.from_ms):
+                raise InvalidArgument("to_ms", "the window must have 0 <= from_ms <= to_ms (to_ms 0: now)")
+            if request.limit > DISPUTE_EVENTS_MAX:
+                raise InvalidArgument("limit", f"at most {DISPUTE_EVENTS_MAX}")
+        except InvalidArgument as error:
+            await _abort(context, ErrorCode.INVALID_ARGUMENT, error.field, error.message)
+        shard = self._grid.shard_for(DEFAULT_TENANT, request.subscriber_id)
+        to_ms = request.to_ms or time.time_ns() // 1_000_000 + 1
+        try:
+            records, truncated = await cluster.dispute_records(
+                self._grid.shard_handle(shard), DEFAULT_TENANT, request.subscriber_id, request.from_ms, to_ms,
+                DISPUTE_SCANNED_MAX)
+        except cluster.RETRYABLE_ERRORS as error:
+            await _abort(context, ErrorCode.UNAVAILABLE, "", f"shard {shard} did not answer ({type(error).__name__})")
+        events = dispute.tree(dispute.select(records, request.request_id, request.charge_id))
+        limit = request.limit or DISPUTE_EVENTS_MAX
+        base_url = self._grid.config.jaeger_url
+        return pb.DisputeResponse(
+            truncated=truncated or len(events) > limit,
+            events=[_event(event, base_url, shard) for event in events[:limit]],
+        )
+
+
+def _event(event: dispute.Event, base_url: str, shard: int) -> pb.DisputeEvent:
+    r = event.record
+    return pb.DisputeEvent(
+        sequence=r.sequence, at_ms=r.at_ms, kind=int(r.kind), result=int(r.result), request_id=r.request_id,
+        reference_id=r.reference_id, reservation_id=r.reservation_id, session_id=r.session_id,
+        rating_group=r.rating_group, units=r.units, amount_micros=r.amount_micros,
+        balance_before_micros=r.balance_before_micros, balance_after_micros=r.balance_after_micros,
+        reserved_before_micros=r.reserved_before_micros, reserved_after_micros=r.reserved_after_micros,
+        rounding_residue_picos=r.rounding_residue_picos, tariff_plan_id=r.tariff_plan_id,
+        tariff_version=r.tariff_version, late=r.late, overage_micros=r.overage_micros, trace_id=r.trace_id,
+        span_id=r.span_id, trace_url=dispute.trace_url(base_url, r.trace_id), depth=event.depth,
+        parent_sequence=event.parent_sequence, shard_id=shard,
+    )

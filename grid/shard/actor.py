@@ -179,6 +179,13 @@ class ShardActor:
             "journal_sequence": self.state.meta.next_journal_sequence - 1,
         }
 
+    def dispute_records(self, tenant: str, subscriber_id: str, from_ms: int, to_ms: int,
+                        scanned_max: int) -> tuple[bytes, bool]:
+        """A subscriber's journal records in a window (a dispute). Runs between two
+        batches like everything here: bounded by scanned_max."""
+        records, truncated = self.store.subscriber_journal(tenant, subscriber_id, from_ms, to_ms, scanned_max)
+        return codec.pack_batch(records), truncated
+
     def journal(self, from_sequence: int = 1, limit: int = 1000) -> list:
         return self.store.journal(from_sequence, limit)
 

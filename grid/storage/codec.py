@@ -163,6 +163,8 @@ def unpack_batch(payload: bytes) -> list:
 
 ACCOUNT, RESERVATION, CHARGE, IDEMPOTENCY, JOURNAL, META, TARIFF = b"a", b"r", b"c", b"i", b"j", b"m", b"t"
 SESSION, NOTIFICATION = b"s", b"n"
+# Index of each subscriber's journal records (empty values): disputes by subscriber.
+SUBSCRIBER_JOURNAL = b"x"
 _SEPARATOR = b"\x00"  # ids are printable, so NUL never occurs inside one
 _SEQUENCE = struct.Struct(">Q")
 
@@ -173,6 +175,18 @@ def idempotency_key(key: tuple[str, str, str]) -> bytes:
 
 def journal_key(sequence: int) -> bytes:
     return JOURNAL + _SEQUENCE.pack(sequence)
+
+
+def subscriber_journal_prefix(tenant: str, subscriber_id: str) -> bytes:
+    return SUBSCRIBER_JOURNAL + tenant.encode() + _SEPARATOR + subscriber_id.encode() + _SEPARATOR
+
+
+def subscriber_journal_key(record) -> bytes:
+    return subscriber_journal_prefix(record.tenant, record.subscriber_id) + _SEQUENCE.pack(record.sequence)
+
+
+def sequence_of_index_key(key: bytes) -> int:
+    return _SEQUENCE.unpack(key[-_SEQUENCE.size:])[0]
 
 
 def session_key(key: tuple[str, str, str]) -> bytes:

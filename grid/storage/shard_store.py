@@ -53,6 +53,8 @@ class ShardStore:
         batch = WriteBatch(raw_mode=True)
         for record in writes.puts:
             batch.put(codec.key_of(record), codec.encode(record))
+            if type(record) is JournalRecord and record.subscriber_id:
+                batch.put(codec.subscriber_journal_key(record), b"")
         for key in writes.deleted_idempotency_keys:
             batch.delete(codec.idempotency_key(key))
         for charge_id in writes.deleted_charge_ids:
@@ -78,6 +80,8 @@ class ShardStore:
             if record.at_ms >= oldest_kept_ms:
                 break
             batch.delete(iterator.key())
+            if record.subscriber_id:
+                batch.delete(codec.subscriber_journal_key(record))
             deleted += 1
             iterator.next()
         if deleted:
@@ -93,8 +97,8 @@ class ShardStore:
         iterator.seek_to_first()
         while iterator.valid():
             key = iterator.key()
-            if key[:1] == codec.JOURNAL:
-                iterator.seek(codec.JOURNAL + b"\xff" * 9)
+            if key[:1] in (codec.JOURNAL, codec.SUBSCRIBER_JOURNAL):  # not state: skip the family
+                iterator.seek(bytes([key[0] + 1]))
                 continue
             yield self._decode(key, iterator.value())
             iterator.next()
@@ -109,6 +113,27 @@ class ShardStore:
                 break
             iterator.next()
         return out
+
+    def subscriber_journal(self, tenant: str, subscriber_id: str, from_ms: int, to_ms: int,
+                           scanned_max: int) -> tuple[list[JournalRecord], bool]:
+        """A subscriber's journal records with from_ms <= at_ms <= to_ms, oldest
+        first, looking at no more than scanned_max of them (True when cut)."""
+        prefix = codec.subscriber_journal_prefix(tenant, subscriber_id)
+        iterator = self._db.iter()
+        iterator.seek(prefix)
+        found, scanned = [], 0
+        while iterator.valid() and iterator.key().startswith(prefix):
+            if scanned >= scanned_max:
+                return found, True
+            scanned += 1
+            key = codec.journal_key(codec.sequence_of_index_key(iterator.key()))
+            value = self._db.get(key)
+            if value is not None:
+                record = self._decode(key, value)
+                if from_ms <= record.at_ms <= to_ms:
+                    found.append(record)
+            iterator.next()
+        return found, False
 
     def _decode(self, key: bytes, value: bytes):
         try:

@@ -213,6 +213,13 @@ class _Requests:
                      pb.RestoreSnapshotRequest(snapshot_id=snapshot_id, target_data_dir=target_data_dir))
 
     @staticmethod
+    def dispute(subscriber_id, request_id="", charge_id="", from_ms=0, to_ms=0, limit=0):
+        """The journal chain behind a request id, a charge id, or a time window."""
+        return _Call("admin", "Dispute", pb.DisputeRequest(
+            subscriber_id=subscriber_id, request_id=request_id, charge_id=charge_id, from_ms=from_ms, to_ms=to_ms,
+            limit=limit))
+
+    @staticmethod
     def get_transaction(subscriber_id, request_id):
         return _Call("charging", "GetTransaction",
                      pb.GetTransactionRequest(subscriber_id=subscriber_id, request_id=request_id))
@@ -251,7 +258,7 @@ class ChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session"):
+                     "get_session", "dispute"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -334,7 +341,7 @@ class AsyncChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session"):
+                     "get_session", "dispute"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):

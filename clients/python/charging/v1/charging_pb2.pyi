@@ -80,6 +80,22 @@ class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCOUNT_SUSPENDED: _ClassVar[NotificationReason]
     ACCOUNT_CLOSED: _ClassVar[NotificationReason]
     ACCOUNT_REACTIVATED: _ClassVar[NotificationReason]
+
+class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOURNAL_KIND_UNSPECIFIED: _ClassVar[JournalKind]
+    JOURNAL_ACCOUNT_CREATED: _ClassVar[JournalKind]
+    JOURNAL_TOP_UP: _ClassVar[JournalKind]
+    JOURNAL_RESERVE: _ClassVar[JournalKind]
+    JOURNAL_DEBIT: _ClassVar[JournalKind]
+    JOURNAL_RELEASE: _ClassVar[JournalKind]
+    JOURNAL_REFUND: _ClassVar[JournalKind]
+    JOURNAL_EXPIRE: _ClassVar[JournalKind]
+    JOURNAL_ACCOUNT_STATE: _ClassVar[JournalKind]
+    JOURNAL_TARIFF: _ClassVar[JournalKind]
+    JOURNAL_SESSION_OPENED: _ClassVar[JournalKind]
+    JOURNAL_SESSION_RELEASED: _ClassVar[JournalKind]
+    JOURNAL_SESSION_SUPERVISED: _ClassVar[JournalKind]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -129,6 +145,19 @@ TARIFF_CHANGED: NotificationReason
 ACCOUNT_SUSPENDED: NotificationReason
 ACCOUNT_CLOSED: NotificationReason
 ACCOUNT_REACTIVATED: NotificationReason
+JOURNAL_KIND_UNSPECIFIED: JournalKind
+JOURNAL_ACCOUNT_CREATED: JournalKind
+JOURNAL_TOP_UP: JournalKind
+JOURNAL_RESERVE: JournalKind
+JOURNAL_DEBIT: JournalKind
+JOURNAL_RELEASE: JournalKind
+JOURNAL_REFUND: JournalKind
+JOURNAL_EXPIRE: JournalKind
+JOURNAL_ACCOUNT_STATE: JournalKind
+JOURNAL_TARIFF: JournalKind
+JOURNAL_SESSION_OPENED: JournalKind
+JOURNAL_SESSION_RELEASED: JournalKind
+JOURNAL_SESSION_SUPERVISED: JournalKind
 
 class MultipleUnitUsage(_message.Message):
     __slots__ = ("rating_group", "requested_units", "used_units")
@@ -703,6 +732,86 @@ class GetTariffResponse(_message.Message):
     result: Result
     plan: TariffPlan
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ...) -> None: ...
+
+class DisputeRequest(_message.Message):
+    __slots__ = ("subscriber_id", "request_id", "charge_id", "from_ms", "to_ms", "limit")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TO_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    request_id: str
+    charge_id: str
+    from_ms: int
+    to_ms: int
+    limit: int
+    def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class DisputeEvent(_message.Message):
+    __slots__ = ("sequence", "at_ms", "kind", "result", "request_id", "reference_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "balance_before_micros", "balance_after_micros", "reserved_before_micros", "reserved_after_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "trace_url", "depth", "parent_sequence", "shard_id")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_BEFORE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_AFTER_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_BEFORE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_AFTER_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_URL_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    at_ms: int
+    kind: JournalKind
+    result: Result
+    request_id: str
+    reference_id: str
+    reservation_id: str
+    session_id: str
+    rating_group: int
+    units: int
+    amount_micros: int
+    balance_before_micros: int
+    balance_after_micros: int
+    reserved_before_micros: int
+    reserved_after_micros: int
+    rounding_residue_picos: int
+    tariff_plan_id: str
+    tariff_version: int
+    late: bool
+    overage_micros: int
+    trace_id: str
+    span_id: str
+    trace_url: str
+    depth: int
+    parent_sequence: int
+    shard_id: int
+    def __init__(self, sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[JournalKind, str]] = ..., result: _Optional[_Union[Result, str]] = ..., request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., balance_before_micros: _Optional[int] = ..., balance_after_micros: _Optional[int] = ..., reserved_before_micros: _Optional[int] = ..., reserved_after_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., trace_url: _Optional[str] = ..., depth: _Optional[int] = ..., parent_sequence: _Optional[int] = ..., shard_id: _Optional[int] = ...) -> None: ...
+
+class DisputeResponse(_message.Message):
+    __slots__ = ("events", "truncated")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[DisputeEvent]
+    truncated: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[DisputeEvent, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class ShardPosition(_message.Message):
     __slots__ = ("shard_id", "epoch", "journal_sequence")

@@ -956,6 +956,11 @@ class AdminServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotResponse.FromString,
                 _registered_method=True)
+        self.Dispute = channel.unary_unary(
+                '/charging.v1.AdminService/Dispute',
+                request_serializer=charging_dot_v1_dot_charging__pb2.DisputeRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.DisputeResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -987,6 +992,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Dispute(self, request, context):
+        """"Why was I charged 4.37?": the chain of journal records behind a request,
+        a charge, or a subscriber's time window (holds and grants, debits with
+        their rating, refunds, releases and expiries, the balance before and after
+        each), rebuilt from the journal alone, each with its trace and span ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1004,6 +1019,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RestoreSnapshot,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.RestoreSnapshotResponse.SerializeToString,
+            ),
+            'Dispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.Dispute,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.DisputeRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.DisputeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1090,6 +1110,33 @@ class AdminService:
             '/charging.v1.AdminService/RestoreSnapshot',
             charging_dot_v1_dot_charging__pb2.RestoreSnapshotRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.RestoreSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Dispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AdminService/Dispute',
+            charging_dot_v1_dot_charging__pb2.DisputeRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.DisputeResponse.FromString,
             options,
             channel_credentials,
             insecure,
