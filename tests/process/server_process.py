@@ -34,6 +34,7 @@ class ServerProcess:
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.extra_args: list[str] = []  # more `grid serve` flags
 
     @property
     def target(self) -> str:
@@ -44,7 +45,8 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--shards", str(self.shards)] + (["--ray-address", self.ray_address] if self.ray_address else []),
+             "--shards", str(self.shards)] + (["--ray-address", self.ray_address] if self.ray_address else [])
+            + self.extra_args,
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "RAY_DEDUP_LOGS": "0", **self.env},
         )
