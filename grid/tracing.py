@@ -241,6 +241,22 @@ class CallTrace:
         return hex_trace_id(self.trace_id)
 
 
+def traceparent(call: CallTrace) -> str:
+    """The W3C traceparent of a call's server span; the sampled flag says forced."""
+    return f"00-{call.trace_id:032x}-{call.span_id:016x}-{'01' if call.forced else '00'}"
+
+
+def parse_traceparent(value: str) -> tuple[int, int, bool] | None:
+    """(trace id, parent span id, forced), or None for an empty or malformed one."""
+    parts = value.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        return int(parts[1], 16), int(parts[2], 16), bool(int(parts[3], 16) & 1)
+    except ValueError:
+        return None
+
+
 def begin_call(policy: TracingPolicy, metadata) -> CallTrace:
     """Ids for a call, continuing a client's W3C traceparent when one was sent."""
     trace_id = parent = None

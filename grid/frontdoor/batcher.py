@@ -182,13 +182,14 @@ class ShardBatcher:
 
     def _trace_context(self, batch: list) -> dict | None:
         """What the shard needs to make its spans: this batch span's ids, the attempt,
-        and per operation its call's server span id and whether it is forced out."""
+        and per operation the W3C traceparent of its call's server span (flags 01:
+        exported whatever the outcome)."""
         if not self._tracing.enabled or not batch:
             return None
         return {
             "trace_id": tracing.new_trace_id(), "span_id": tracing.new_span_id(), "attempt": 1,
             "started_ns": time.time_ns(),
-            "parents": [(call.span_id, call.forced) if call is not None else (0, False) for _, _, _, call in batch],
+            "parents": [tracing.traceparent(call) if call is not None else "" for _, _, _, call in batch],
         }
 
     def _record_batch_span(self, batch: list, replies: list, context: dict) -> None:

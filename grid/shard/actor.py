@@ -93,9 +93,11 @@ class ShardActor:
         state = self.state
         state.expire_due(now)
         replies, spans = [], []
-        for operation, (parent_span_id, forced) in zip(operations, trace["parents"]):
+        for operation, parent in zip(operations, trace["parents"]):
             span_id = None
-            if parent_span_id and hasattr(operation, "span_id"):
+            parsed = tracing.parse_traceparent(parent)
+            if parsed is not None and hasattr(operation, "span_id"):
+                trace_id, parent_span_id, forced = parsed
                 span_id = tracing.new_span_id()
                 operation = dataclasses.replace(operation, span_id=tracing.hex_span_id(span_id))
             account = state.accounts.get((getattr(operation, "tenant", ""), getattr(operation, "subscriber_id", "")))
@@ -105,7 +107,8 @@ class ShardActor:
             ended_ns = time.time_ns()
             replies.append(reply)
             if span_id is not None:
-                spans.append((operation, reply, span_id, parent_span_id, forced, before, started_ns, ended_ns))
+                spans.append((operation, reply, trace_id, span_id, parent_span_id, forced, before, started_ns,
+                              ended_ns))
         return replies, spans
 
     def _record_spans(self, trace: dict, spans: list, applied_at_ns: int, commit_started_ns: int,
@@ -117,10 +120,9 @@ class ShardActor:
         batch_span_id, commit_span_id = tracing.new_span_id(), tracing.new_span_id()
         exported_any = False
         links = []
-        for operation, reply, span_id, parent_span_id, forced, before, started_ns, ended_ns in spans:
+        for operation, reply, trace_id, span_id, parent_span_id, forced, before, started_ns, ended_ns in spans:
             export = forced or tracing.interesting(reply)
             exported_any = exported_any or export
-            trace_id = int(operation.trace_id, 16)
             links.append(self.tracing.link(trace_id, span_id))
             attributes = {
                 **tracing.operation_attributes(policy, operation), **tracing.reply_attributes(reply),
