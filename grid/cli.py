@@ -78,6 +78,32 @@ def _parse_rate(text: str) -> dict:
         ) from None
 
 
+COUNTER_PERIODS = {"DAY": 1, "WEEK": 2, "MONTH": 3}
+
+
+def _parse_counter(text: str) -> dict:
+    """ID:WHAT:PERIOD:BASE_STATUS:AT=STATUS[,AT=STATUS...]; WHAT is RG=10+20 (units
+    of those rating groups), SPEND (money on any) or SPEND=10+20."""
+    try:
+        counter_id, what, period, base_status, thresholds = text.split(":")
+        kind, _, groups = what.partition("=")
+        if kind.upper() not in ("RG", "SPEND"):
+            raise ValueError
+        return {
+            "counter_id": counter_id, "spend": kind.upper() == "SPEND",
+            "rating_groups": [int(group) for group in groups.split("+")] if groups else [],
+            "period": COUNTER_PERIODS[period.upper()], "base_status": base_status,
+            "thresholds": [{"at_least": int(at), "status": status}
+                           for at, status in (item.split("=") for item in thresholds.split(","))],
+        }
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"--counter {text!r}: expected ID:WHAT:PERIOD:BASE_STATUS:AT=STATUS[,AT=STATUS], WHAT one of RG=10+20, "
+            "SPEND, SPEND=10+20, PERIOD one of DAY, WEEK, MONTH (e.g. data:RG=10:MONTH:normal:800000000=slowed,"
+            "1000000000=capped)"
+        ) from None
+
+
 def _parse_unit(text: str) -> tuple[int, int, int]:
     try:
         parts = [int(part) for part in text.split(":")]
@@ -229,7 +255,7 @@ def cmd_dispute(args) -> int:
             reserved_before_micros=e.reserved_before_micros, reserved_after_micros=e.reserved_after_micros,
             rounding_residue_picos=e.rounding_residue_picos, tariff_plan_id=e.tariff_plan_id,
             tariff_version=e.tariff_version, late=e.late, overage_micros=e.overage_micros, trace_id=e.trace_id,
-            session_id=e.session_id, span_id=e.span_id, reservation_id=e.reservation_id,
+            session_id=e.session_id, span_id=e.span_id, reservation_id=e.reservation_id, status=e.status,
         )
         events.append(dispute.Event(record, e.depth, e.parent_sequence))
     base_url = args.jaeger_url if args.jaeger_url is not None else ""
@@ -269,7 +295,7 @@ def cmd_watch(args) -> int:
         threading.Thread(target=stop_at_timeout, daemon=True).start()
         printed = 0
         try:
-            for notification in client.watch_notifications(args.client_id, args.cursor):
+            for notification in getattr(client, args.stream)(args.client_id, args.cursor):
                 print(json.dumps(_as_dict(notification)), flush=True)
                 printed += 1
                 if printed >= args.count:
@@ -341,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     tariff = commands.add_parser("tariff", help="tariff plans").add_subparsers(dest="tariff_command", required=True)
     _add_client_command(
         tariff, "put", "create or replace a plan",
-        lambda c, a: c.put_tariff(a.plan, a.rate),
-        [(("plan",), {}), (("--rate",), {"type": _parse_rate, "action": "append", "required": True})],
+        lambda c, a: c.put_tariff(a.plan, a.rate, a.counter),
+        [(("plan",), {}), (("--rate",), {"type": _parse_rate, "action": "append", "required": True}),
+         (("--counter",), {"type": _parse_counter, "action": "append", "default": [],
+                           "help": "a policy counter: ID:WHAT:PERIOD:BASE_STATUS:AT=STATUS[,AT=STATUS]"})],
     )
     _add_client_command(tariff, "get", "show a plan", lambda c, a: c.get_tariff(a.plan), [(("plan",), {})])
 
@@ -432,12 +460,34 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Jaeger UI base URL for the links (default: the grid's, from grid serve --jaeger-url)")
     disputes.set_defaults(handler=cmd_dispute)
 
+    _add_client_command(commands, "counters", "a subscriber's policy counters and their status",
+                        lambda c, a: c.get_counters(a.subscriber), [(("subscriber",), {})], request_id=False)
+    policy = commands.add_parser(
+        "policy", help="policy functions: subscribe to a subscriber's counters, watch their status"
+    ).add_subparsers(dest="policy_command", required=True)
+    _add_client_command(
+        policy, "subscribe", "subscribe CLIENT to a subscriber's counters (all unless --counter)",
+        lambda c, a: c.subscribe(a.subscriber, a.client_id, a.counter, request_id=a.request_id),
+        [(("subscriber",), {}), (("client_id",), {}), (("--counter",), {"action": "append", "default": []})],
+    )
+    _add_client_command(
+        policy, "unsubscribe", "end CLIENT's subscription to a subscriber",
+        lambda c, a: c.unsubscribe(a.subscriber, a.client_id, request_id=a.request_id),
+        [(("subscriber",), {}), (("client_id",), {})],
+    )
+    policy_watch = policy.add_parser("watch", help="print CLIENT's counter status changes as JSON lines")
+    policy_watch.add_argument("client_id")
+    policy_watch.add_argument("--cursor", default="", help="resume after this notification's cursor")
+    policy_watch.add_argument("--count", type=int, default=sys.maxsize, help="stop after this many")
+    policy_watch.add_argument("--timeout-s", type=float, default=3600.0, help="stop after this long")
+    policy_watch.set_defaults(handler=cmd_watch, stream="watch_status")
+
     watch = commands.add_parser("watch", help="print re-authorisations and aborts for a client's sessions")
     watch.add_argument("client_id")
     watch.add_argument("--cursor", default="", help="resume after this notification's cursor")
     watch.add_argument("--count", type=int, default=sys.maxsize, help="stop after this many")
     watch.add_argument("--timeout-s", type=float, default=3600.0, help="stop after this long")
-    watch.set_defaults(handler=cmd_watch)
+    watch.set_defaults(handler=cmd_watch, stream="watch_notifications")
 
     snapshot = commands.add_parser(
         "snapshot", help="snapshots of every shard: create, list, restore into a fresh data directory",

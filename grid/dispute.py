@@ -138,6 +138,10 @@ def describe(record: JournalRecord) -> str:
         late = " (adopted: usage charged late)" if record.late else ""
         return f"session {record.session_id} {kind.name.split('_', 1)[1].lower()} at sequence number " \
                f"{record.units}{late}"
+    if kind == JournalKind.POLICY_STATUS:
+        return f"policy counter {record.reference_id}: status {record.status} at {record.units:,}"
+    if kind in (JournalKind.SUBSCRIBED, JournalKind.UNSUBSCRIBED):
+        return f"policy function {record.reference_id} {kind.name.lower()}"
     if kind == JournalKind.ACCOUNT_STATE:
         return f"account state set ({record.units})"
     return kind.name.lower().replace("_", " ")

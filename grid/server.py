@@ -23,7 +23,7 @@ from grid.config import GridConfig
 from grid.frontdoor.batcher import ShardBatcher
 from grid.frontdoor.router import Router
 from grid.frontdoor.admin import AdminServicer
-from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer
+from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer, SpendingLimitServicer
 from grid.routing import ShardMap
 from grid.storage import snapshots
 
@@ -81,9 +81,12 @@ class Grid:
             ("grpc.max_receive_message_length", config.message_bytes_max),
             ("grpc.so_reuseport", 0),
         ])
-        pb_grpc.add_ChargingServiceServicer_to_server(
-            ChargingServicer(self._router, config.stream_operations_max, watchers_max=config.watchers_max,
-                             notification_poll_interval_s=config.notification_poll_interval_s), server)
+        charging = ChargingServicer(self._router, config.stream_operations_max, watchers_max=config.watchers_max,
+                                    notification_poll_interval_s=config.notification_poll_interval_s)
+        pb_grpc.add_ChargingServiceServicer_to_server(charging, server)
+        # One bound on watchers for both kinds of notification stream.
+        pb_grpc.add_SpendingLimitServiceServicer_to_server(SpendingLimitServicer(self._router, charging._watchers),
+                                                           server)
         pb_grpc.add_AccountServiceServicer_to_server(AccountServicer(self._router), server)
         pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(self._router), server)
         pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(self), server)

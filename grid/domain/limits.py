@@ -51,6 +51,11 @@ class CoreLimits:
     # them is told it lost some.
     notifications_retained_max: int = 100_000
     notifications_per_read_max: int = 512
+    # Policy functions subscribed to one subscriber's counters at once.
+    subscriptions_per_account_max: int = 16
+    # Policy counters one plan may define, thresholds one counter may have.
+    counters_per_plan_max: int = 32
+    thresholds_per_counter_max: int = 16
 
     def __post_init__(self) -> None:
         assert 0 < self.validity_time_s <= UINT32_MAX

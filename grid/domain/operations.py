@@ -245,6 +245,66 @@ class SessionReply:
     trace_id: str = ""
 
 
+# ---------------------------------------------------------------- policy counters
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Subscribe:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    client_id: str
+    # Empty: every counter of the subscriber's plan.
+    counter_ids: tuple[str, ...]
+    trace_id: str = ""
+    span_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "client_id", "counter_ids")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    client_id: str
+    trace_id: str = ""
+    span_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "client_id")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CounterStatusView:
+    counter_id: str
+    status: str
+    value: int
+    period_start_ms: int
+    period_end_ms: int
+    # Known ahead: at pending_activation_ms the status becomes pending_status.
+    pending_status: str = ""
+    pending_activation_ms: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubscribeReply:
+    result: Result
+    statuses: tuple[CounterStatusView, ...] = ()
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnsubscribeReply:
+    result: Result
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CountersReply:
+    result: Result
+    statuses: tuple[CounterStatusView, ...] = ()
+
+
 # ---------------------------------------------------------------- reads
 
 
@@ -288,6 +348,13 @@ class ReadNotifications:
     client_id: str
     after_sequence: int
     limit: int
+    channel: str = "sessions"  # or "policy" (records.POLICY_CHANNEL)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetCounters:
+    tenant: str
+    subscriber_id: str
 
 
 # ---------------------------------------------------------------- replies
@@ -442,7 +509,7 @@ class Rejection:
 
 MutatingReply = Union[
     CreateAccountReply, SetAccountStateReply, TopUpReply, ReserveReply, DebitReply, ReleaseReply, RefundReply,
-    SessionReply,
+    SessionReply, SubscribeReply, UnsubscribeReply,
 ]
 
 
@@ -452,15 +519,16 @@ class TransactionReply:
     reply: MutatingReply | None = None
 
 
-MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, *SESSION_OPERATIONS)
+MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, *SESSION_OPERATIONS,
+                       Subscribe, Unsubscribe)
 Operation = Union[
     CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, PutTariff,
-    CreateSession, UpdateSession, ReleaseSession,
-    GetBalance, GetAccount, GetTransaction, GetTariff, GetSession, ReadNotifications,
+    CreateSession, UpdateSession, ReleaseSession, Subscribe, Unsubscribe,
+    GetBalance, GetAccount, GetTransaction, GetTariff, GetSession, ReadNotifications, GetCounters,
 ]
 Reply = Union[
     MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, SessionInfoReply,
-    NotificationsReply, Rejection,
+    NotificationsReply, CountersReply, Rejection,
 ]
 
 

@@ -28,6 +28,7 @@ class Result(enum.IntEnum):
     SESSION_NOT_FOUND = 15  # 5002
     SESSION_ALREADY_RELEASED = 16  # 5002
     TOO_MANY_SESSIONS = 17  # 5012
+    COUNTER_UNKNOWN = 18  # 5012
 
 
 # Diameter Result-Code of each outcome (RFC 4006 section 9, RFC 6733 7.1).
@@ -49,6 +50,7 @@ DIAMETER_RESULT_CODE = {
     Result.SESSION_NOT_FOUND: 5002,
     Result.SESSION_ALREADY_RELEASED: 5002,
     Result.TOO_MANY_SESSIONS: 5012,
+    Result.COUNTER_UNKNOWN: 5012,
 }
 
 
@@ -142,3 +144,14 @@ class JournalKind(enum.IntEnum):
     SESSION_RELEASED = 11
     # Closed by supervision: no update within the supervision time.
     SESSION_SUPERVISED = 12
+    # A policy counter's status changed (reference_id: the counter; status: the new one).
+    POLICY_STATUS = 13
+    SUBSCRIBED = 14
+    UNSUBSCRIBED = 15
+
+
+class CounterPeriod(enum.IntEnum):
+    COUNTER_PERIOD_UNSPECIFIED = 0
+    COUNTER_PERIOD_DAY = 1
+    COUNTER_PERIOD_WEEK = 2
+    COUNTER_PERIOD_MONTH = 3

@@ -7,7 +7,7 @@ residue (charged minus exact) is returned so the journal can record it.
 
 import dataclasses
 
-from grid.domain.outcomes import FinalUnitAction, Unit
+from grid.domain.outcomes import CounterPeriod, FinalUnitAction, Unit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -27,10 +27,46 @@ class Rate:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CounterThreshold:
+    at_least: int
+    status: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PolicyCounter:
+    """Usage of some rating groups (or the money spent on them) in a period, with
+    thresholds naming its status (TS 29.594 policy counters)."""
+
+    counter_id: str
+    rating_groups: tuple[int, ...]
+    spend: bool
+    period: CounterPeriod
+    base_status: str
+    thresholds: tuple[CounterThreshold, ...]
+
+    def counts(self, rating_group: int) -> bool:
+        return rating_group in self.rating_groups or (self.spend and not self.rating_groups)
+
+    def status_of(self, value: int) -> str:
+        status = self.base_status
+        for threshold in self.thresholds:  # ascending (validated)
+            if value >= threshold.at_least:
+                status = threshold.status
+        return status
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TariffPlan:
     tariff_plan_id: str
     rates: tuple[Rate, ...]
     version: int = 0
+    policy_counters: tuple[PolicyCounter, ...] = ()
+
+    def counter(self, counter_id: str) -> PolicyCounter | None:
+        for counter in self.policy_counters:
+            if counter.counter_id == counter_id:
+                return counter
+        return None
 
     def rate_for(self, rating_group: int) -> Rate | None:
         for rate in self.rates:

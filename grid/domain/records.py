@@ -93,6 +93,45 @@ class Session:
         return (self.tenant, self.subscriber_id)
 
 
+@dataclasses.dataclass(slots=True)
+class CounterState:
+    """One policy counter of one account: its value in the current period."""
+
+    tenant: str
+    subscriber_id: str
+    counter_id: str
+    value: int
+    period_start_ms: int
+    status: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.tenant, self.subscriber_id, self.counter_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Subscription:
+    """A policy function's subscription to some counters of one subscriber."""
+
+    tenant: str
+    subscriber_id: str
+    client_id: str
+    # Empty: every counter of the subscriber's plan.
+    counter_ids: tuple[str, ...]
+    created_at_ms: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.tenant, self.subscriber_id, self.client_id)
+
+    def covers(self, counter_id: str) -> bool:
+        return not self.counter_ids or counter_id in self.counter_ids
+
+
+# Notification channels: session owners (WatchNotifications) and policy functions (WatchStatus).
+SESSIONS_CHANNEL, POLICY_CHANNEL = "sessions", "policy"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Notification:
     """An event for the network function that owns a session, kept so a watcher
@@ -107,6 +146,17 @@ class Notification:
     type: NotificationType
     reason: NotificationReason
     trace_id: str = ""
+    # A policy counter's status change (channel "policy"); session_id, type and reason unused.
+    channel: str = SESSIONS_CHANNEL
+    counter_id: str = ""
+    status: str = ""
+    previous_status: str = ""
+    value: int = 0
+    period_start_ms: int = 0
+    period_end_ms: int = 0
+    pending_status: str = ""
+    cause: str = ""
+    request_id: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -167,6 +217,8 @@ class JournalRecord:
     # the hold it was charged against.
     span_id: str = ""
     reservation_id: str = ""
+    # A policy counter's new status (POLICY_STATUS records).
+    status: str = ""
 
 
 @dataclasses.dataclass(slots=True)

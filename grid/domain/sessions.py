@@ -55,7 +55,8 @@ class SessionRules:
         self.notifications: dict[int, Notification] = {}
         self._notification_order: list[int] = []  # sequences oldest first; a prefix is trimmed lazily
         self._notification_start = 0
-        self._client_notifications: dict[tuple[str, str], list[int]] = {}
+        # (tenant, channel, client_id) -> its notifications' sequences, oldest first.
+        self._client_notifications: dict[tuple[str, str, str], list[int]] = {}
         self._notifications_dropped_through = 0
         self._deleted_sessions: list[SessionKey] = []
         self._deleted_notifications: list[int] = []
@@ -402,8 +403,8 @@ class SessionRules:
     def _index_notification(self, notification: Notification) -> None:
         self.notifications[notification.sequence] = notification
         self._notification_order.append(notification.sequence)
-        self._client_notifications.setdefault((notification.tenant, notification.client_id), []).append(
-            notification.sequence)
+        self._client_notifications.setdefault(
+            (notification.tenant, notification.channel, notification.client_id), []).append(notification.sequence)
 
     def _forget_old_notifications(self, now_ms: int) -> None:
         oldest_kept_ms = now_ms - self.limits.idempotency_horizon_s * 1000
@@ -416,11 +417,12 @@ class SessionRules:
                 break
             self._notification_start += 1
             del self.notifications[sequence]
-            client = self._client_notifications[(notification.tenant, notification.client_id)]
+            client_key = (notification.tenant, notification.channel, notification.client_id)
+            client = self._client_notifications[client_key]
             assert client[0] == sequence
             del client[0]  # notifications are rare next to charges: a list is fine
             if not client:
-                del self._client_notifications[(notification.tenant, notification.client_id)]
+                del self._client_notifications[client_key]
             self._notifications_dropped_through = sequence
             self._dirty.pop(("notification", sequence), None)
             self._deleted_notifications.append(sequence)
@@ -429,7 +431,7 @@ class SessionRules:
             self._notification_start = 0
 
     def _read_notifications(self, op: ops.ReadNotifications, now_ms: int) -> ops.NotificationsReply:
-        sequences = self._client_notifications.get((op.tenant, op.client_id), [])
+        sequences = self._client_notifications.get((op.tenant, op.channel, op.client_id), [])
         start = bisect.bisect_right(sequences, op.after_sequence)
         chosen = sequences[start:start + min(op.limit, self.limits.notifications_per_read_max)]
         return ops.NotificationsReply(

@@ -35,14 +35,17 @@ from grid.domain.records import (
     Account,
     AccountKey,
     Charge,
+    CounterState,
     IdempotencyRecord,
     JournalRecord,
     Notification,
     Reservation,
     Session,
     ShardMeta,
+    Subscription,
 )
 from grid.domain.reservations import ReservationEvent, next_state
+from grid.domain.policy_counters import CounterRules
 from grid.domain.sessions import SessionRules
 from grid.domain.validation import rejection_for
 
@@ -62,14 +65,15 @@ class Writes:
     # Closed sessions and notifications past their retention.
     deleted_session_keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     deleted_notification_sequences: list[int] = dataclasses.field(default_factory=list)
+    deleted_subscription_keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.puts or self.deleted_idempotency_keys or self.deleted_charge_ids
                     or self.deleted_reservation_ids or self.deleted_session_keys
-                    or self.deleted_notification_sequences)
+                    or self.deleted_notification_sequences or self.deleted_subscription_keys)
 
 
-class ShardState(SessionRules):
+class ShardState(SessionRules, CounterRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -92,8 +96,10 @@ class ShardState(SessionRules):
         self._deleted_charges: list[str] = []
         self._deleted_reservations: list[str] = []
         self._span_id = ""
+        self._uncounted: list[tuple] = []
         self.expired_total = 0  # holds expired by this incarnation (a metric)
         self._init_sessions()
+        self._init_counters()
 
     # ------------------------------------------------------------ batches
 
@@ -125,7 +131,11 @@ class ShardState(SessionRules):
         self._expire_account_holds((operation.tenant, operation.subscriber_id), now_ms, operation.trace_id)
         reply = handler(self, operation, now_ms)
         if isinstance(reply, ops.Rejection):
+            assert not self._uncounted, "a rejected operation charged something"
             return reply
+        for account, rating_group, used_units, charged_micros, request_id, trace_id in self._uncounted:
+            self._count_charge(account, rating_group, used_units, charged_micros, now_ms, request_id, trace_id)
+        self._uncounted.clear()
         record = IdempotencyRecord(
             tenant=operation.tenant,
             subscriber_id=operation.subscriber_id,
@@ -151,6 +161,8 @@ class ShardState(SessionRules):
             # A session forgotten and adopted anew in one batch must survive, like a request id.
             deleted_session_keys=[key for key in self._deleted_sessions if ("session", key) not in self._dirty],
             deleted_notification_sequences=self._deleted_notifications,
+            deleted_subscription_keys=[key for key in self._deleted_subscriptions
+                                       if ("subscription", key) not in self._dirty],
         )
         self._dirty = {}
         self._deleted_idempotency = []
@@ -158,6 +170,7 @@ class ShardState(SessionRules):
         self._deleted_reservations = []
         self._deleted_sessions = []
         self._deleted_notifications = []
+        self._deleted_subscriptions = []
         return writes
 
     # ------------------------------------------------------------ expiry
@@ -175,6 +188,7 @@ class ShardState(SessionRules):
                 self._expire(reservation, now_ms, trace_id="")
                 expired += 1
         self._supervise_due(now_ms)
+        self._reset_due(now_ms)
         self._forget_old_requests(now_ms)
         self._forget_old_charges_and_holds(now_ms)
         self._forget_old_sessions(now_ms)
@@ -549,6 +563,10 @@ class ShardState(SessionRules):
         self.charges[charge.charge_id] = charge
         self._charge_order.append((now_ms, charge.charge_id))
         self._mark("charge", charge.charge_id, charge)
+        # Policy counters move with the charge, in the same write, once the operation's
+        # own journal records are written (each record's balance follows the previous one).
+        self._uncounted.append((account, rating_group, charge.used_units, charge.amount_micros, op.request_id,
+                                op.trace_id))
         return charge
 
     def _debit_denied(self, op: ops.Debit, result: Result, now_ms: int, account) -> ops.DebitReply:
@@ -707,6 +725,10 @@ class ShardState(SessionRules):
                 state.sessions[record.key] = record
             elif isinstance(record, Notification):
                 state.notifications[record.sequence] = record
+            elif isinstance(record, CounterState):
+                state.counters[record.key] = record
+            elif isinstance(record, Subscription):
+                state.subscriptions[record.key] = record
             elif isinstance(record, JournalRecord):
                 pass
             else:
@@ -725,6 +747,7 @@ class ShardState(SessionRules):
                 state._expiry_heap.append((reservation.expires_at_ms, reservation.reservation_id))
         heapq.heapify(state._expiry_heap)
         state._restore_sessions()
+        state._restore_counters()
         state.check_invariants()
         return state
 
@@ -760,4 +783,7 @@ _HANDLERS = {
     ops.ReleaseSession: ShardState._session_request,
     ops.GetSession: ShardState._get_session,
     ops.ReadNotifications: ShardState._read_notifications,
+    ops.Subscribe: ShardState._subscribe,
+    ops.Unsubscribe: ShardState._unsubscribe,
+    ops.GetCounters: ShardState._get_counters,
 }

@@ -9,8 +9,8 @@ import re
 
 from grid.domain import operations as ops
 from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
-from grid.domain.outcomes import AccountState, ErrorCode, FinalUnitAction, Unit
-from grid.domain.rating import Rate, TariffPlan
+from grid.domain.outcomes import AccountState, CounterPeriod, ErrorCode, FinalUnitAction, Unit
+from grid.domain.rating import CounterThreshold, PolicyCounter, Rate, TariffPlan
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -134,6 +134,7 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
             _identifier(f"{where}.redirect_server_address", rate.redirect_server_address, limits)
         elif rate.redirect_server_address:
             raise InvalidArgument(f"{where}.redirect_server_address", "applies only to final_unit_action REDIRECT")
+    _validate_counters(plan, limits)
 
 
 def _validate_session(op, limits: CoreLimits) -> None:
@@ -170,10 +171,68 @@ def _validate_read_notifications(op: ops.ReadNotifications, limits: CoreLimits) 
     _identifier("client_id", op.client_id, limits)
     _integer("after_sequence", op.after_sequence, 0, UINT64_MAX)
     _integer("limit", op.limit, 1, limits.notifications_per_read_max)
+    if op.channel not in ("sessions", "policy"):
+        raise InvalidArgument("channel", "must be sessions or policy")
 
 
 # A session request's id is session/<session_id>/<sequence number>: longer than a client's.
 _SESSION_REQUEST_ID_OVERHEAD = len(ops.session_request_id("", UINT32_MAX))
+
+
+def _validate_counters(plan: TariffPlan, limits: CoreLimits) -> None:
+    counters = plan.policy_counters
+    if not isinstance(counters, tuple):
+        raise InvalidArgument("policy_counters", "must be a list of policy counters")
+    if len(counters) > limits.counters_per_plan_max:
+        raise InvalidArgument("policy_counters", f"at most {limits.counters_per_plan_max} counters per plan")
+    seen = set()
+    for index, counter in enumerate(counters):
+        where = f"policy_counters[{index}]"
+        if not isinstance(counter, PolicyCounter):
+            raise InvalidArgument(where, "must be a policy counter")
+        _identifier(f"{where}.counter_id", counter.counter_id, limits)
+        if counter.counter_id in seen:
+            raise InvalidArgument(f"{where}.counter_id", "appears twice in the plan")
+        seen.add(counter.counter_id)
+        if not isinstance(counter.rating_groups, tuple) or len(set(counter.rating_groups)) != len(
+                counter.rating_groups):
+            raise InvalidArgument(f"{where}.rating_groups", "must list each rating group once")
+        for group_index, rating_group in enumerate(counter.rating_groups):
+            _integer(f"{where}.rating_groups[{group_index}]", rating_group, 1, UINT32_MAX)
+        if not isinstance(counter.spend, bool):
+            raise InvalidArgument(f"{where}.spend", "must be a boolean")
+        if not counter.spend and not counter.rating_groups:
+            raise InvalidArgument(f"{where}.rating_groups", "a usage counter counts some rating groups "
+                                  "(or set spend to count money)")
+        _enum(f"{where}.period", counter.period, (CounterPeriod.COUNTER_PERIOD_DAY, CounterPeriod.COUNTER_PERIOD_WEEK,
+                                                  CounterPeriod.COUNTER_PERIOD_MONTH))
+        _identifier(f"{where}.base_status", counter.base_status, limits)
+        if not isinstance(counter.thresholds, tuple) or not counter.thresholds:
+            raise InvalidArgument(f"{where}.thresholds", "a counter needs at least one threshold")
+        if len(counter.thresholds) > limits.thresholds_per_counter_max:
+            raise InvalidArgument(f"{where}.thresholds", f"at most {limits.thresholds_per_counter_max} thresholds")
+        previous = 0
+        for threshold_index, threshold in enumerate(counter.thresholds):
+            at = f"{where}.thresholds[{threshold_index}]"
+            if not isinstance(threshold, CounterThreshold):
+                raise InvalidArgument(at, "must be a threshold")
+            _integer(f"{at}.at_least", threshold.at_least, previous + 1, limits.amount_max_micros)
+            previous = threshold.at_least
+            _identifier(f"{at}.status", threshold.status, limits)
+
+
+def _validate_subscribe(op: ops.Subscribe, limits: CoreLimits) -> None:
+    _identifier("client_id", op.client_id, limits)
+    if not isinstance(op.counter_ids, tuple) or len(op.counter_ids) > limits.counters_per_plan_max:
+        raise InvalidArgument("counter_ids", f"at most {limits.counters_per_plan_max} counter ids")
+    for index, counter_id in enumerate(op.counter_ids):
+        _identifier(f"counter_ids[{index}]", counter_id, limits)
+    if len(set(op.counter_ids)) != len(op.counter_ids):
+        raise InvalidArgument("counter_ids", "lists a counter twice")
+
+
+def _validate_unsubscribe(op: ops.Unsubscribe, limits: CoreLimits) -> None:
+    _identifier("client_id", op.client_id, limits)
 
 
 def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:
@@ -208,6 +267,9 @@ _VALIDATORS = {
     ops.ReleaseSession: _validate_session,
     ops.GetSession: _validate_get_session,
     ops.ReadNotifications: _validate_read_notifications,
+    ops.Subscribe: _validate_subscribe,
+    ops.Unsubscribe: _validate_unsubscribe,
+    ops.GetCounters: _nothing,
 }
 
 

@@ -102,5 +102,5 @@ def _event(event: dispute.Event, base_url: str, shard: int) -> pb.DisputeEvent:
         rounding_residue_picos=r.rounding_residue_picos, tariff_plan_id=r.tariff_plan_id,
         tariff_version=r.tariff_version, late=r.late, overage_micros=r.overage_micros, trace_id=r.trace_id,
         span_id=r.span_id, trace_url=dispute.trace_url(base_url, r.trace_id), depth=event.depth,
-        parent_sequence=event.parent_sequence, shard_id=shard,
+        parent_sequence=event.parent_sequence, shard_id=shard, status=r.status,
     )

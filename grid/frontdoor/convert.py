@@ -8,8 +8,8 @@ import enum
 from charging.v1 import charging_pb2 as pb
 
 from grid.domain import operations as ops
-from grid.domain.outcomes import AccountState, FinalUnitAction, Unit
-from grid.domain.rating import Rate, TariffPlan
+from grid.domain.outcomes import AccountState, CounterPeriod, FinalUnitAction, Unit
+from grid.domain.rating import CounterThreshold, PolicyCounter, Rate, TariffPlan
 
 
 def _enum_or_raw(enum_class: type[enum.IntEnum], value: int):
@@ -84,7 +84,13 @@ def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
              rate.redirect_server_address)
         for rate in request.rates
     )
-    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates), trace_id)
+    counters = tuple(
+        PolicyCounter(counter.counter_id, tuple(counter.rating_groups), counter.spend,
+                      _enum_or_raw(CounterPeriod, counter.period), counter.base_status,
+                      tuple(CounterThreshold(t.at_least, t.status) for t in counter.thresholds))
+        for counter in request.policy_counters
+    )
+    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates, policy_counters=counters), trace_id)
 
 
 def get_tariff(request: pb.GetTariffRequest) -> ops.GetTariff:
@@ -108,6 +114,63 @@ def update_session(request: pb.UpdateSessionRequest, tenant: str, trace_id: str)
 def release_session(request: pb.ReleaseSessionRequest, tenant: str, trace_id: str) -> ops.ReleaseSession:
     return ops.ReleaseSession(tenant, request.subscriber_id, request.session_id,
                               request.invocation_sequence_number, _unit_usage(request), "", trace_id)
+
+
+def subscribe(request: pb.SubscribeRequest, tenant: str, trace_id: str) -> ops.Subscribe:
+    return ops.Subscribe(tenant, request.subscriber_id, request.request_id, request.client_id,
+                         tuple(request.counter_ids), trace_id)
+
+
+def unsubscribe(request: pb.UnsubscribeRequest, tenant: str, trace_id: str) -> ops.Unsubscribe:
+    return ops.Unsubscribe(tenant, request.subscriber_id, request.request_id, request.client_id, trace_id)
+
+
+def get_counters(request: pb.GetCountersRequest, tenant: str, trace_id: str = "") -> ops.GetCounters:
+    return ops.GetCounters(tenant, request.subscriber_id)
+
+
+def counter_status(view: ops.CounterStatusView) -> pb.CounterStatus:
+    return pb.CounterStatus(
+        counter_id=view.counter_id, status=view.status, value=view.value, period_start_ms=view.period_start_ms,
+        period_end_ms=view.period_end_ms, pending_status=view.pending_status,
+        pending_activation_ms=view.pending_activation_ms,
+    )
+
+
+def subscribe_reply(reply: ops.SubscribeReply) -> pb.SubscribeResponse:
+    return pb.SubscribeResponse(result=reply.result, statuses=[counter_status(v) for v in reply.statuses],
+                                replayed=reply.replayed, trace_id=reply.trace_id)
+
+
+def unsubscribe_reply(reply: ops.UnsubscribeReply) -> pb.UnsubscribeResponse:
+    return pb.UnsubscribeResponse(result=reply.result, replayed=reply.replayed, trace_id=reply.trace_id)
+
+
+def counters_reply(reply: ops.CountersReply) -> pb.GetCountersResponse:
+    return pb.GetCountersResponse(result=reply.result, statuses=[counter_status(v) for v in reply.statuses])
+
+
+def status_notification(notification, cursor: str, lost: bool) -> pb.StatusNotification:
+    return pb.StatusNotification(
+        subscriber_id=notification.subscriber_id,
+        status=pb.CounterStatus(
+            counter_id=notification.counter_id, status=notification.status, value=notification.value,
+            period_start_ms=notification.period_start_ms, period_end_ms=notification.period_end_ms,
+            pending_status=notification.pending_status,
+            pending_activation_ms=notification.period_end_ms if notification.pending_status else 0,
+        ),
+        previous_status=notification.previous_status, at_ms=notification.at_ms, cause=notification.cause,
+        request_id=notification.request_id, trace_id=notification.trace_id, cursor=cursor,
+        notifications_lost=lost,
+    )
+
+
+def session_notification(notification, cursor: str, lost: bool) -> pb.Notification:
+    return pb.Notification(
+        type=notification.type, reason=notification.reason, session_id=notification.session_id,
+        subscriber_id=notification.subscriber_id, at_ms=notification.at_ms, cursor=cursor,
+        notifications_lost=lost, trace_id=notification.trace_id,
+    )
 
 
 def get_session(request: pb.GetSessionRequest, tenant: str, trace_id: str = "") -> ops.GetSession:
@@ -235,6 +298,14 @@ def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
             )
             for rate in plan.rates
         ],
+        policy_counters=[
+            pb.PolicyCounter(
+                counter_id=c.counter_id, rating_groups=list(c.rating_groups), spend=c.spend, period=c.period,
+                base_status=c.base_status,
+                thresholds=[pb.PolicyCounterThreshold(at_least=t.at_least, status=t.status) for t in c.thresholds],
+            )
+            for c in plan.policy_counters
+        ],
     )
 
 
@@ -259,6 +330,8 @@ REPLY_FIELDS = {
     ops.CreateAccountReply: ("create_account", create_account_reply),
     ops.SetAccountStateReply: ("set_account_state", set_account_state_reply),
     ops.SessionReply: ("session", session_reply),
+    ops.SubscribeReply: ("subscribe", subscribe_reply),
+    ops.UnsubscribeReply: ("unsubscribe", unsubscribe_reply),
 }
 
 

@@ -9,12 +9,11 @@ batches) and waits a poll interval when none had anything new.
 
 import asyncio
 
-from charging.v1 import charging_pb2 as pb
-
 from grid.domain import operations as ops
 from grid.domain.limits import UINT64_MAX
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
+from grid.frontdoor import convert
 from grid.frontdoor.router import Router
 
 _CURSOR_VERSION = "c1"
@@ -46,9 +45,11 @@ class Rejected(Exception):
 
 
 async def follow(router: Router, tenant: str, client_id: str, cursor: str, poll_interval_s: float,
-                 read_max: int):
-    """Yield pb.Notification for client_id, oldest first per shard, without end.
-    Raises InvalidArgument for a bad cursor, Rejected for a shard's refusal."""
+                 read_max: int, channel: str = "sessions", to_message=None):
+    """Yield to_message(notification, cursor, lost) for client_id's notifications
+    on the channel, oldest first per shard, without end. Raises InvalidArgument
+    for a bad cursor, Rejected for a shard's refusal."""
+    to_message = to_message or convert.session_notification
     shards = len(router.batchers)
     positions = decode_cursor(cursor, shards)
     lost_pending = False
@@ -57,7 +58,7 @@ async def follow(router: Router, tenant: str, client_id: str, cursor: str, poll_
         more = False
         for shard in range(shards):
             reply = await router.submit_to_shard(
-                shard, ops.ReadNotifications(tenant, client_id, positions[shard], read_max))
+                shard, ops.ReadNotifications(tenant, client_id, positions[shard], read_max, channel))
             if isinstance(reply, ops.Rejection):
                 if reply.code in _TRANSIENT:
                     continue
@@ -65,12 +66,7 @@ async def follow(router: Router, tenant: str, client_id: str, cursor: str, poll_
             lost_pending = lost_pending or (reply.lost and not fresh)
             for notification in reply.notifications:
                 positions[shard] = notification.sequence
-                yield pb.Notification(
-                    type=notification.type, reason=notification.reason, session_id=notification.session_id,
-                    subscriber_id=notification.subscriber_id, at_ms=notification.at_ms,
-                    cursor=encode_cursor(positions), notifications_lost=lost_pending,
-                    trace_id=notification.trace_id,
-                )
+                yield to_message(notification, encode_cursor(positions), lost_pending)
                 lost_pending = False
             if len(reply.notifications) >= read_max:
                 more = True

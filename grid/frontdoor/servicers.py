@@ -48,14 +48,46 @@ class _Base:
         return to_response(reply)
 
 
+class Watchers:
+    """Server streams of notifications (sessions' and policy counters'): bounded in
+    watchers per front door (RESOURCE_EXHAUSTED past it)."""
+
+    def __init__(self, router: Router, watchers_max: int, poll_interval_s: float) -> None:
+        self._router = router
+        self._max = watchers_max
+        self._count = 0
+        self._poll_interval_s = poll_interval_s
+
+    async def watch(self, context, request, channel: str, to_message):
+        if not request.client_id:
+            await _abort(context, Rejection(ErrorCode.INVALID_ARGUMENT, "client_id", "is required"))
+        if self._count >= self._max:
+            await _abort(context, Rejection(ErrorCode.RESOURCE_EXHAUSTED, "", f"{self._max} watchers already; "
+                                            "retry with backoff"))
+        self._count += 1
+        try:
+            async for message in notifications.follow(
+                    self._router, DEFAULT_TENANT, request.client_id, request.cursor, self._poll_interval_s,
+                    self._router.limits.notifications_per_read_max, channel, to_message):
+                yield message
+        except InvalidArgument as error:
+            await _abort(context, Rejection(ErrorCode.INVALID_ARGUMENT, error.field, error.message))
+        except notifications.Rejected as error:
+            await _abort(context, error.rejection)
+        finally:
+            self._count -= 1
+
+
+async def _abort(context, rejection: Rejection) -> None:
+    await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
+
+
 class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
     def __init__(self, router: Router, stream_operations_max: int, *, watchers_max: int = 256,
                  notification_poll_interval_s: float = 0.2) -> None:
         super().__init__(router)
         self._stream_operations_max = stream_operations_max
-        self._watchers_max = watchers_max
-        self._watchers = 0
-        self._poll_interval_s = notification_poll_interval_s
+        self._watchers = Watchers(router, watchers_max, notification_poll_interval_s)
 
     async def Reserve(self, request, context):
         return await self._unary(context, "charging.v1.ChargingService/Reserve", request, convert.reserve,
@@ -102,28 +134,9 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
                                  convert.session_info_reply, traced=False)
 
     async def WatchNotifications(self, request, context):
-        """Streams the client's notifications until the client goes away; bounded in
-        watchers per front door (RESOURCE_EXHAUSTED past it)."""
-        if not request.client_id:
-            rejection = Rejection(ErrorCode.INVALID_ARGUMENT, "client_id", "is required")
-            await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
-        if self._watchers >= self._watchers_max:
-            rejection = Rejection(ErrorCode.RESOURCE_EXHAUSTED, "", f"{self._watchers_max} watchers already; "
-                                  "retry with backoff")
-            await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
-        self._watchers += 1
-        try:
-            async for notification in notifications.follow(
-                    self._router, DEFAULT_TENANT, request.client_id, request.cursor, self._poll_interval_s,
-                    self._router.limits.notifications_per_read_max):
-                yield notification
-        except InvalidArgument as error:
-            rejection = Rejection(ErrorCode.INVALID_ARGUMENT, error.field, error.message)
-            await context.abort_with_status(rpc_status.to_status(errors.status_of(rejection)))
-        except notifications.Rejected as error:
-            await context.abort_with_status(rpc_status.to_status(errors.status_of(error.rejection)))
-        finally:
-            self._watchers -= 1
+        """Streams the client's notifications until the client goes away."""
+        async for message in self._watchers.watch(context, request, "sessions", convert.session_notification):
+            yield message
 
     async def Charge(self, request_iterator, context):
         """Many operations in flight on one stream; replies tagged, in completion order.
@@ -211,3 +224,27 @@ class CatalogServicer(_Base, pb_grpc.CatalogServiceServicer):
     async def GetTariff(self, request, context):
         return await self._unary(context, "charging.v1.CatalogService/GetTariff", request,
                                  lambda r, tenant: convert.get_tariff(r), convert.tariff_reply, traced=False)
+
+
+class SpendingLimitServicer(_Base, pb_grpc.SpendingLimitServiceServicer):
+    """Policy counters for policy functions (TS 29.594): subscribe, watch, unsubscribe."""
+
+    def __init__(self, router: Router, watchers: Watchers) -> None:
+        super().__init__(router)
+        self._watchers = watchers
+
+    async def Subscribe(self, request, context):
+        return await self._unary(context, "charging.v1.SpendingLimitService/Subscribe", request, convert.subscribe,
+                                 convert.subscribe_reply)
+
+    async def Unsubscribe(self, request, context):
+        return await self._unary(context, "charging.v1.SpendingLimitService/Unsubscribe", request,
+                                 convert.unsubscribe, convert.unsubscribe_reply)
+
+    async def GetCounters(self, request, context):
+        return await self._unary(context, "charging.v1.SpendingLimitService/GetCounters", request,
+                                 convert.get_counters, convert.counters_reply, traced=False)
+
+    async def WatchStatus(self, request, context):
+        async for message in self._watchers.watch(context, request, "policy", convert.status_notification):
+            yield message

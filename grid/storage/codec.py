@@ -73,6 +73,18 @@ TYPE_CODES: dict[type, int] = {
     ops.ReadNotifications: 37,
     ops.SessionInfoReply: 56,
     ops.NotificationsReply: 57,
+    # Policy counters.
+    records.CounterState: 11,
+    records.Subscription: 12,
+    rating.PolicyCounter: 13,
+    rating.CounterThreshold: 14,
+    ops.Subscribe: 38,
+    ops.Unsubscribe: 39,
+    ops.SubscribeReply: 58,
+    ops.UnsubscribeReply: 59,
+    ops.CounterStatusView: 60,
+    ops.GetCounters: 61,
+    ops.CountersReply: 62,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
@@ -163,6 +175,7 @@ def unpack_batch(payload: bytes) -> list:
 
 ACCOUNT, RESERVATION, CHARGE, IDEMPOTENCY, JOURNAL, META, TARIFF = b"a", b"r", b"c", b"i", b"j", b"m", b"t"
 SESSION, NOTIFICATION = b"s", b"n"
+COUNTER, SUBSCRIPTION = b"p", b"u"
 # Index of each subscriber's journal records (empty values): disputes by subscriber.
 SUBSCRIBER_JOURNAL = b"x"
 _SEPARATOR = b"\x00"  # ids are printable, so NUL never occurs inside one
@@ -193,6 +206,10 @@ def session_key(key: tuple[str, str, str]) -> bytes:
     return SESSION + _SEPARATOR.join(part.encode() for part in key)
 
 
+def subscription_key(key: tuple[str, str, str]) -> bytes:
+    return SUBSCRIPTION + _SEPARATOR.join(part.encode() for part in key)
+
+
 def notification_key(sequence: int) -> bytes:
     return NOTIFICATION + _SEQUENCE.pack(sequence)
 
@@ -216,4 +233,8 @@ def key_of(record) -> bytes:
         return session_key(record.key)
     if isinstance(record, records.Notification):
         return notification_key(record.sequence)
+    if isinstance(record, records.CounterState):
+        return COUNTER + _SEPARATOR.join(part.encode() for part in record.key)
+    if isinstance(record, records.Subscription):
+        return subscription_key(record.key)
     raise TypeError(f"no key for {type(record).__name__}")

@@ -65,6 +65,8 @@ class ShardStore:
             batch.delete(codec.session_key(key))
         for sequence in writes.deleted_notification_sequences:
             batch.delete(codec.notification_key(sequence))
+        for key in writes.deleted_subscription_keys:
+            batch.delete(codec.subscription_key(key))
         self._db.write(batch, self._sync)
 
     def forget_journal_before(self, oldest_kept_ms: int, records_max: int = 1000) -> int:

@@ -79,8 +79,18 @@ def _rate(**fields) -> pb.RatingGroupRate:
     return _with(rate, **fields)
 
 
-def _put(plan_id, rates) -> pb.PutTariffRequest:
-    return pb.PutTariffRequest(tariff_plan_id=plan_id, rates=rates)
+def _put(plan_id, rates, counters=()) -> pb.PutTariffRequest:
+    return pb.PutTariffRequest(tariff_plan_id=plan_id, rates=rates, policy_counters=list(counters))
+
+
+def _threshold(at_least, status) -> pb.PolicyCounterThreshold:
+    return pb.PolicyCounterThreshold(at_least=at_least, status=status)
+
+
+def _counter(**fields) -> pb.PolicyCounter:
+    counter = pb.PolicyCounter(counter_id="data", rating_groups=[5], period=pb.COUNTER_PERIOD_MONTH,
+                               base_status="normal", thresholds=[_threshold(100, "capped")])
+    return _with(counter, **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +314,29 @@ CASES = [
     Case("put-tariff-address-without-redirect", "catalog.PutTariff",
          lambda c: _put(c.plan_id, [_rate(final_unit_action=pb.TERMINATE, redirect_server_address="http://x")]),
          "rates[0].redirect_server_address"),
+    *[Case(f"put-tariff-counter-{name}", "catalog.PutTariff",
+           (lambda c, fields=fields: _put(c.plan_id, [_rate()], counters=[_counter(**fields)])), field)
+      for name, fields, field in [
+          ("id-empty", {"counter_id": ""}, "policy_counters[0].counter_id"),
+          ("id-too-long", {"counter_id": LONG}, "policy_counters[0].counter_id"),
+          ("rating-group-zero", {"rating_groups": [0]}, "policy_counters[0].rating_groups[0]"),
+          ("rating-group-twice", {"rating_groups": [5, 5]}, "policy_counters[0].rating_groups"),
+          ("usage-without-groups", {"rating_groups": []}, "policy_counters[0].rating_groups"),
+          ("period-unset", {"period": 0}, "policy_counters[0].period"),
+          ("period-unknown", {"period": 9}, "policy_counters[0].period"),
+          ("base-status-empty", {"base_status": ""}, "policy_counters[0].base_status"),
+          ("no-thresholds", {"thresholds": []}, "policy_counters[0].thresholds"),
+          ("threshold-zero", {"thresholds": [_threshold(0, "slowed")]}, "policy_counters[0].thresholds[0].at_least"),
+          ("thresholds-not-ascending", {"thresholds": [_threshold(10, "a"), _threshold(10, "b")]},
+           "policy_counters[0].thresholds[1].at_least"),
+          ("threshold-status-padded", {"thresholds": [_threshold(10, SPACED)]},
+           "policy_counters[0].thresholds[0].status"),
+      ]],
+    Case("put-tariff-too-many-counters", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate()], counters=[_counter(counter_id=f"c{i}") for i in range(33)]),
+         "policy_counters"),
+    Case("put-tariff-counter-twice", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate()], counters=[_counter(), _counter()]), "policy_counters[1].counter_id"),
     # ------------------------------------------------------------ ChargingService sessions
     *session_cases("create-session", "charging.CreateSession", create_session),
     Case("create-session-requested-over-max", "charging.CreateSession",
@@ -355,7 +388,7 @@ def _world(calls, ctx: Context, request):
 # Fields whose every wire value is valid: a uint32 sequence number (an old one is
 # FAILED_PRECONDITION, tested with the sessions), and a cursor-less first watch.
 ALWAYS_VALID = {(method, "invocation_sequence_number")
-                for method in ("CreateSession", "UpdateSession", "ReleaseSession")}
+                for method in ("CreateSession", "UpdateSession", "ReleaseSession")} | {("PutTariff", "spend")}
 
 
 def test_the_table_covers_every_field_of_every_request():
@@ -373,6 +406,8 @@ def test_the_table_covers_every_field_of_every_request():
             for field in method.input_type.fields:
                 if field.name == "rates":
                     fields = [f.name for f in pb.RatingGroupRate.DESCRIPTOR.fields] + ["rates"]
+                elif field.name == "policy_counters":
+                    fields = [f.name for f in pb.PolicyCounter.DESCRIPTOR.fields] + ["policy_counters", "at_least"]
                 elif field.name == "multiple_unit_usage":
                     fields = [f.name for f in pb.MultipleUnitUsage.DESCRIPTOR.fields] + ["multiple_unit_usage"]
                 else:

@@ -296,7 +296,8 @@ class Load:
 
 # ---------------------------------------------------------------- offline store check
 
-NO_IDEMPOTENCY_KINDS = (JournalKind.EXPIRE, JournalKind.TARIFF)
+# EXPIRE and TARIFF have no request of their own; POLICY_STATUS rides with the charge's.
+NO_IDEMPOTENCY_KINDS = (JournalKind.EXPIRE, JournalKind.TARIFF, JournalKind.POLICY_STATUS)
 
 
 def _object_number(object_id: str) -> int:

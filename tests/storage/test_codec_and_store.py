@@ -12,10 +12,10 @@ from grid.domain import operations as ops
 from grid.domain import records
 from grid.domain.limits import CoreLimits
 from grid.domain.outcomes import (
-    AccountState, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
+    AccountState, CounterPeriod, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
     SessionState, Unit,
 )
-from grid.domain.rating import Rate, TariffPlan
+from grid.domain.rating import CounterThreshold, PolicyCounter, Rate, TariffPlan
 from grid.domain.shard_state import ShardState
 from grid.storage import codec
 from grid.storage.shard_store import ShardStore, StoreRefused
@@ -53,6 +53,14 @@ def _samples():
                 ops.UnitInformation(1, Result.SUCCESS, 60, 300, 60, 12, FinalUnitAction.REDIRECT, "http://top.up",
                                     "R0-9", 600, 30, "C0-8", 300, True, 5, -7, 100),
                 ops.UnitInformation(7, Result.CREDIT_LIMIT_REACHED)), SessionState.SESSION_STATE_ACTIVE, 600), 11),
+        records.CounterState(T, "sub", "data-month", 812, 1_700_000_000_000, "slowed"),
+        records.Subscription(T, "sub", "pcf-1", ("data-month", "spend-day"), 12),
+        TariffPlan("counted", (Rate(1, Unit.BYTES, 5, 1_000_000, 1000),), 2, (
+            PolicyCounter("data-month", (1, 2), False, CounterPeriod.COUNTER_PERIOD_MONTH, "normal",
+                          (CounterThreshold(800, "slowed"), CounterThreshold(1000, "capped"))),
+            PolicyCounter("spend-day", (), True, CounterPeriod.COUNTER_PERIOD_DAY, "ok",
+                          (CounterThreshold(5_000_000, "high"),)),
+        )),
     ]
 
 
@@ -207,13 +215,18 @@ def _every_carried_kind():
         ops.SessionInfoReply(Result.SUCCESS, "x", "s", SessionState.SESSION_STATE_RELEASED, 2, "nf", 1, 2, 0, 3,
                              (view,)),
         ops.NotificationsReply((_samples()[9],), True, 12),
+        ops.Subscribe(T, "s", "r", "pcf-1", ("data-month",), "t"), ops.Unsubscribe(T, "s", "r2", "pcf-1"),
+        ops.GetCounters(T, "s"), ops.UnsubscribeReply(Result.SUCCESS, True),
+        ops.SubscribeReply(Result.SUCCESS, (ops.CounterStatusView("data-month", "slowed", 812, 1, 2, "normal", 2),)),
+        ops.CountersReply(Result.SUCCESS, (ops.CounterStatusView("spend-day", "ok", 0, 1, 2),)),
     ]
 
 
 def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
     items = _every_carried_kind()
     # Inside AccountReply, TariffPlan and the session records above.
-    nested = {ops.ReservationView, Rate, ops.UnitUsage, ops.UnitInformation, ops.UpdateSession, ops.SessionReply}
+    nested = {ops.ReservationView, Rate, ops.UnitUsage, ops.UnitInformation, ops.UpdateSession, ops.SessionReply,
+              PolicyCounter, CounterThreshold, ops.CounterStatusView}
     assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
     assert codec.unpack_batch(codec.pack_batch(items)) == items
 

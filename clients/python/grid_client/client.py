@@ -39,6 +39,7 @@ _TRANSACTION_FIELD = {
     "Reserve": "reserve", "Debit": "debit", "Release": "release", "Refund": "refund", "TopUp": "top_up",
     "CreateAccount": "create_account", "SetAccountState": "set_account_state",
     "CreateSession": "session", "UpdateSession": "session", "ReleaseSession": "session",
+    "Subscribe": "subscribe", "Unsubscribe": "unsubscribe",
 }
 
 
@@ -182,10 +183,33 @@ class _Requests:
         return _Call("charging", "GetSession", pb.GetSessionRequest(subscriber_id=subscriber_id, session_id=session_id))
 
     @staticmethod
-    def put_tariff(tariff_plan_id, rates):
-        """rates: RatingGroupRate messages or dicts of their fields."""
+    def put_tariff(tariff_plan_id, rates, policy_counters=()):
+        """rates: RatingGroupRate messages or dicts of their fields; policy_counters:
+        PolicyCounter messages or dicts (thresholds as dicts of at_least and status)."""
         messages = [rate if isinstance(rate, pb.RatingGroupRate) else pb.RatingGroupRate(**rate) for rate in rates]
-        return _Call("catalog", "PutTariff", pb.PutTariffRequest(tariff_plan_id=tariff_plan_id, rates=messages))
+        counters = [c if isinstance(c, pb.PolicyCounter) else pb.PolicyCounter(
+            **{**c, "thresholds": [pb.PolicyCounterThreshold(**t) if isinstance(t, dict) else t
+                                   for t in c.get("thresholds", ())]}) for c in policy_counters]
+        return _Call("catalog", "PutTariff", pb.PutTariffRequest(tariff_plan_id=tariff_plan_id, rates=messages,
+                                                                 policy_counters=counters))
+
+    @staticmethod
+    def subscribe(subscriber_id, client_id, counter_ids=(), request_id=None):
+        """Subscribe a policy function to a subscriber's counters (all when none named)."""
+        request_id = request_id or new_request_id()
+        request = pb.SubscribeRequest(request_id=request_id, subscriber_id=subscriber_id, client_id=client_id,
+                                      counter_ids=list(counter_ids))
+        return _Call("spending", "Subscribe", request, subscriber_id, request_id)
+
+    @staticmethod
+    def unsubscribe(subscriber_id, client_id, request_id=None):
+        request_id = request_id or new_request_id()
+        request = pb.UnsubscribeRequest(request_id=request_id, subscriber_id=subscriber_id, client_id=client_id)
+        return _Call("spending", "Unsubscribe", request, subscriber_id, request_id)
+
+    @staticmethod
+    def get_counters(subscriber_id):
+        return _Call("spending", "GetCounters", pb.GetCountersRequest(subscriber_id=subscriber_id))
 
     @staticmethod
     def get_tariff(tariff_plan_id):
@@ -244,6 +268,7 @@ def _stubs(channel):
         "account": pb_grpc.AccountServiceStub(channel),
         "catalog": pb_grpc.CatalogServiceStub(channel),
         "admin": pb_grpc.AdminServiceStub(channel),
+        "spending": pb_grpc.SpendingLimitServiceStub(channel),
     }
 
 
@@ -258,7 +283,7 @@ class ChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -302,10 +327,17 @@ class ChargingClient:
         """Yield the Notification messages of client_id's sessions, without end.
         A broken stream is resumed from the last cursor received (nothing is
         missed); after the retry policy's attempts fail in a row, the error is raised."""
+        return self._watch("charging", "WatchNotifications", pb.WatchNotificationsRequest, client_id, cursor)
+
+    def watch_status(self, client_id: str, cursor: str = ""):
+        """Yield the StatusNotification messages of client_id's subscriptions (policy
+        counters), without end, resumed from the last cursor like watch_notifications."""
+        return self._watch("spending", "WatchStatus", pb.WatchStatusRequest, client_id, cursor)
+
+    def _watch(self, service: str, method: str, request_type, client_id: str, cursor: str):
         backoffs = self.retry.backoffs_s()
         while True:
-            stream = self._stubs["charging"].WatchNotifications(
-                pb.WatchNotificationsRequest(client_id=client_id, cursor=cursor))
+            stream = getattr(self._stubs[service], method)(request_type(client_id=client_id, cursor=cursor))
             try:
                 for notification in stream:
                     cursor = notification.cursor
@@ -341,7 +373,7 @@ class AsyncChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):
@@ -380,13 +412,19 @@ class AsyncChargingClient:
             ) from None
         return _settled(call, transaction, last_error)
 
-    async def watch_notifications(self, client_id: str, cursor: str = ""):
+    def watch_notifications(self, client_id: str, cursor: str = ""):
         """Async iterator of the Notification messages of client_id's sessions; a
         broken stream is resumed from the last cursor received (see ChargingClient)."""
+        return self._watch("charging", "WatchNotifications", pb.WatchNotificationsRequest, client_id, cursor)
+
+    def watch_status(self, client_id: str, cursor: str = ""):
+        """Async iterator of the StatusNotification messages of client_id's subscriptions."""
+        return self._watch("spending", "WatchStatus", pb.WatchStatusRequest, client_id, cursor)
+
+    async def _watch(self, service: str, method: str, request_type, client_id: str, cursor: str):
         backoffs = self.retry.backoffs_s()
         while True:
-            stream = self._stubs["charging"].WatchNotifications(
-                pb.WatchNotificationsRequest(client_id=client_id, cursor=cursor))
+            stream = getattr(self._stubs[service], method)(request_type(client_id=client_id, cursor=cursor))
             try:
                 async for notification in stream:
                     cursor = notification.cursor

@@ -28,6 +28,7 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_NOT_FOUND: _ClassVar[Result]
     SESSION_ALREADY_RELEASED: _ClassVar[Result]
     TOO_MANY_SESSIONS: _ClassVar[Result]
+    COUNTER_UNKNOWN: _ClassVar[Result]
 
 class Unit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -81,6 +82,13 @@ class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCOUNT_CLOSED: _ClassVar[NotificationReason]
     ACCOUNT_REACTIVATED: _ClassVar[NotificationReason]
 
+class CounterPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COUNTER_PERIOD_UNSPECIFIED: _ClassVar[CounterPeriod]
+    COUNTER_PERIOD_DAY: _ClassVar[CounterPeriod]
+    COUNTER_PERIOD_WEEK: _ClassVar[CounterPeriod]
+    COUNTER_PERIOD_MONTH: _ClassVar[CounterPeriod]
+
 class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOURNAL_KIND_UNSPECIFIED: _ClassVar[JournalKind]
@@ -96,6 +104,9 @@ class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOURNAL_SESSION_OPENED: _ClassVar[JournalKind]
     JOURNAL_SESSION_RELEASED: _ClassVar[JournalKind]
     JOURNAL_SESSION_SUPERVISED: _ClassVar[JournalKind]
+    JOURNAL_POLICY_STATUS: _ClassVar[JournalKind]
+    JOURNAL_SUBSCRIBED: _ClassVar[JournalKind]
+    JOURNAL_UNSUBSCRIBED: _ClassVar[JournalKind]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -114,6 +125,7 @@ TOO_MANY_RESERVATIONS: Result
 SESSION_NOT_FOUND: Result
 SESSION_ALREADY_RELEASED: Result
 TOO_MANY_SESSIONS: Result
+COUNTER_UNKNOWN: Result
 UNIT_UNSPECIFIED: Unit
 SECONDS: Unit
 BYTES: Unit
@@ -145,6 +157,10 @@ TARIFF_CHANGED: NotificationReason
 ACCOUNT_SUSPENDED: NotificationReason
 ACCOUNT_CLOSED: NotificationReason
 ACCOUNT_REACTIVATED: NotificationReason
+COUNTER_PERIOD_UNSPECIFIED: CounterPeriod
+COUNTER_PERIOD_DAY: CounterPeriod
+COUNTER_PERIOD_WEEK: CounterPeriod
+COUNTER_PERIOD_MONTH: CounterPeriod
 JOURNAL_KIND_UNSPECIFIED: JournalKind
 JOURNAL_ACCOUNT_CREATED: JournalKind
 JOURNAL_TOP_UP: JournalKind
@@ -158,6 +174,9 @@ JOURNAL_TARIFF: JournalKind
 JOURNAL_SESSION_OPENED: JournalKind
 JOURNAL_SESSION_RELEASED: JournalKind
 JOURNAL_SESSION_SUPERVISED: JournalKind
+JOURNAL_POLICY_STATUS: JournalKind
+JOURNAL_SUBSCRIBED: JournalKind
+JOURNAL_UNSUBSCRIBED: JournalKind
 
 class MultipleUnitUsage(_message.Message):
     __slots__ = ("rating_group", "requested_units", "used_units")
@@ -510,7 +529,7 @@ class GetTransactionRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetTransactionResponse(_message.Message):
-    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state", "session")
+    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state", "session", "subscribe", "unsubscribe")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
@@ -520,6 +539,8 @@ class GetTransactionResponse(_message.Message):
     CREATE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     SET_ACCOUNT_STATE_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    UNSUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     found: bool
     reserve: ReserveResponse
     debit: DebitResponse
@@ -529,7 +550,9 @@ class GetTransactionResponse(_message.Message):
     create_account: CreateAccountResponse
     set_account_state: SetAccountStateResponse
     session: SessionResponse
-    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ...) -> None: ...
+    subscribe: SubscribeResponse
+    unsubscribe: UnsubscribeResponse
+    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeResponse, _Mapping]] = ...) -> None: ...
 
 class ChargeRequest(_message.Message):
     __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up", "create_session", "update_session", "release_session")
@@ -572,6 +595,112 @@ class ChargeResponse(_message.Message):
     error: _status_pb2.Status
     session: SessionResponse
     def __init__(self, correlation_tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ...) -> None: ...
+
+class CounterStatus(_message.Message):
+    __slots__ = ("counter_id", "status", "value", "period_start_ms", "period_end_ms", "pending_status", "pending_activation_ms")
+    COUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_MS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_MS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ACTIVATION_MS_FIELD_NUMBER: _ClassVar[int]
+    counter_id: str
+    status: str
+    value: int
+    period_start_ms: int
+    period_end_ms: int
+    pending_status: str
+    pending_activation_ms: int
+    def __init__(self, counter_id: _Optional[str] = ..., status: _Optional[str] = ..., value: _Optional[int] = ..., period_start_ms: _Optional[int] = ..., period_end_ms: _Optional[int] = ..., pending_status: _Optional[str] = ..., pending_activation_ms: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "client_id", "counter_ids")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_IDS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    client_id: str
+    counter_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., client_id: _Optional[str] = ..., counter_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("result", "statuses", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    statuses: _containers.RepeatedCompositeFieldContainer[CounterStatus]
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., statuses: _Optional[_Iterable[_Union[CounterStatus, _Mapping]]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class UnsubscribeRequest(_message.Message):
+    __slots__ = ("request_id", "subscriber_id", "client_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    subscriber_id: str
+    client_id: str
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., client_id: _Optional[str] = ...) -> None: ...
+
+class UnsubscribeResponse(_message.Message):
+    __slots__ = ("result", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class WatchStatusRequest(_message.Message):
+    __slots__ = ("client_id", "cursor")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    cursor: str
+    def __init__(self, client_id: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class StatusNotification(_message.Message):
+    __slots__ = ("subscriber_id", "status", "previous_status", "at_ms", "cause", "request_id", "trace_id", "cursor", "notifications_lost")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATUS_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATIONS_LOST_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    status: CounterStatus
+    previous_status: str
+    at_ms: int
+    cause: str
+    request_id: str
+    trace_id: str
+    cursor: str
+    notifications_lost: bool
+    def __init__(self, subscriber_id: _Optional[str] = ..., status: _Optional[_Union[CounterStatus, _Mapping]] = ..., previous_status: _Optional[str] = ..., at_ms: _Optional[int] = ..., cause: _Optional[str] = ..., request_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., cursor: _Optional[str] = ..., notifications_lost: _Optional[bool] = ...) -> None: ...
+
+class GetCountersRequest(_message.Message):
+    __slots__ = ("subscriber_id",)
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
+
+class GetCountersResponse(_message.Message):
+    __slots__ = ("result", "statuses")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    statuses: _containers.RepeatedCompositeFieldContainer[CounterStatus]
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., statuses: _Optional[_Iterable[_Union[CounterStatus, _Mapping]]] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
@@ -694,22 +823,50 @@ class RatingGroupRate(_message.Message):
     def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
 
 class TariffPlan(_message.Message):
-    __slots__ = ("tariff_plan_id", "rates", "version")
+    __slots__ = ("tariff_plan_id", "rates", "version", "policy_counters")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     RATES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_COUNTERS_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
     rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
     version: int
-    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+    policy_counters: _containers.RepeatedCompositeFieldContainer[PolicyCounter]
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ...) -> None: ...
 
 class PutTariffRequest(_message.Message):
-    __slots__ = ("tariff_plan_id", "rates")
+    __slots__ = ("tariff_plan_id", "rates", "policy_counters")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     RATES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_COUNTERS_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
     rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
-    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ...) -> None: ...
+    policy_counters: _containers.RepeatedCompositeFieldContainer[PolicyCounter]
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ...) -> None: ...
+
+class PolicyCounterThreshold(_message.Message):
+    __slots__ = ("at_least", "status")
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    at_least: int
+    status: str
+    def __init__(self, at_least: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+
+class PolicyCounter(_message.Message):
+    __slots__ = ("counter_id", "rating_groups", "spend", "period", "base_status", "thresholds")
+    COUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    counter_id: str
+    rating_groups: _containers.RepeatedScalarFieldContainer[int]
+    spend: bool
+    period: CounterPeriod
+    base_status: str
+    thresholds: _containers.RepeatedCompositeFieldContainer[PolicyCounterThreshold]
+    def __init__(self, counter_id: _Optional[str] = ..., rating_groups: _Optional[_Iterable[int]] = ..., spend: _Optional[bool] = ..., period: _Optional[_Union[CounterPeriod, str]] = ..., base_status: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[PolicyCounterThreshold, _Mapping]]] = ...) -> None: ...
 
 class PutTariffResponse(_message.Message):
     __slots__ = ("result", "version")
@@ -750,7 +907,7 @@ class DisputeRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class DisputeEvent(_message.Message):
-    __slots__ = ("sequence", "at_ms", "kind", "result", "request_id", "reference_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "balance_before_micros", "balance_after_micros", "reserved_before_micros", "reserved_after_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "trace_url", "depth", "parent_sequence", "shard_id")
+    __slots__ = ("sequence", "at_ms", "kind", "result", "request_id", "reference_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "balance_before_micros", "balance_after_micros", "reserved_before_micros", "reserved_after_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "trace_url", "depth", "parent_sequence", "shard_id", "status")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -777,6 +934,7 @@ class DisputeEvent(_message.Message):
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     PARENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     at_ms: int
     kind: JournalKind
@@ -803,7 +961,8 @@ class DisputeEvent(_message.Message):
     depth: int
     parent_sequence: int
     shard_id: int
-    def __init__(self, sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[JournalKind, str]] = ..., result: _Optional[_Union[Result, str]] = ..., request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., balance_before_micros: _Optional[int] = ..., balance_after_micros: _Optional[int] = ..., reserved_before_micros: _Optional[int] = ..., reserved_after_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., trace_url: _Optional[str] = ..., depth: _Optional[int] = ..., parent_sequence: _Optional[int] = ..., shard_id: _Optional[int] = ...) -> None: ...
+    status: str
+    def __init__(self, sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[JournalKind, str]] = ..., result: _Optional[_Union[Result, str]] = ..., request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., balance_before_micros: _Optional[int] = ..., balance_after_micros: _Optional[int] = ..., reserved_before_micros: _Optional[int] = ..., reserved_after_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., trace_url: _Optional[str] = ..., depth: _Optional[int] = ..., parent_sequence: _Optional[int] = ..., shard_id: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
 
 class DisputeResponse(_message.Message):
     __slots__ = ("events", "truncated")

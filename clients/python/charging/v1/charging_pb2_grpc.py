@@ -642,6 +642,231 @@ class ChargingService:
             _registered_method=True)
 
 
+class SpendingLimitServiceStub:
+    """---------------------------------------------------------------- policy counters
+
+    Nchf_SpendingLimitControl (TS 29.594) / Sy over gRPC: a policy function
+    subscribes to a subscriber's policy counters and hears every status change.
+    Counters are evaluated in the shard when a charge commits, in the same synced
+    write: a status change and the charge that caused it are never seen apart.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Subscribe = channel.unary_unary(
+                '/charging.v1.SpendingLimitService/Subscribe',
+                request_serializer=charging_dot_v1_dot_charging__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
+        self.Unsubscribe = channel.unary_unary(
+                '/charging.v1.SpendingLimitService/Unsubscribe',
+                request_serializer=charging_dot_v1_dot_charging__pb2.UnsubscribeRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.UnsubscribeResponse.FromString,
+                _registered_method=True)
+        self.WatchStatus = channel.unary_stream(
+                '/charging.v1.SpendingLimitService/WatchStatus',
+                request_serializer=charging_dot_v1_dot_charging__pb2.WatchStatusRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.StatusNotification.FromString,
+                _registered_method=True)
+        self.GetCounters = channel.unary_unary(
+                '/charging.v1.SpendingLimitService/GetCounters',
+                request_serializer=charging_dot_v1_dot_charging__pb2.GetCountersRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.GetCountersResponse.FromString,
+                _registered_method=True)
+
+
+class SpendingLimitServiceServicer:
+    """---------------------------------------------------------------- policy counters
+
+    Nchf_SpendingLimitControl (TS 29.594) / Sy over gRPC: a policy function
+    subscribes to a subscriber's policy counters and hears every status change.
+    Counters are evaluated in the shard when a charge commits, in the same synced
+    write: a status change and the charge that caused it are never seen apart.
+    """
+
+    def Subscribe(self, request, context):
+        """Subscribes client_id to counter_ids of a subscriber (all when empty), or
+        changes the counters of its subscription; answers their current status.
+        Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unsubscribe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchStatus(self, request, context):
+        """Every status change of client_id's subscriptions, in order per
+        subscriber; reconnecting with the last cursor received misses nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCounters(self, request, context):
+        """The current status of every counter of a subscriber (no subscription).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SpendingLimitServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Subscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.SubscribeRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'Unsubscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unsubscribe,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.UnsubscribeRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.UnsubscribeResponse.SerializeToString,
+            ),
+            'WatchStatus': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStatus,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.WatchStatusRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.StatusNotification.SerializeToString,
+            ),
+            'GetCounters': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCounters,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.GetCountersRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.GetCountersResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'charging.v1.SpendingLimitService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('charging.v1.SpendingLimitService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SpendingLimitService:
+    """---------------------------------------------------------------- policy counters
+
+    Nchf_SpendingLimitControl (TS 29.594) / Sy over gRPC: a policy function
+    subscribes to a subscriber's policy counters and hears every status change.
+    Counters are evaluated in the shard when a charge commits, in the same synced
+    write: a status change and the charge that caused it are never seen apart.
+    """
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.SpendingLimitService/Subscribe',
+            charging_dot_v1_dot_charging__pb2.SubscribeRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unsubscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.SpendingLimitService/Unsubscribe',
+            charging_dot_v1_dot_charging__pb2.UnsubscribeRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.UnsubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/charging.v1.SpendingLimitService/WatchStatus',
+            charging_dot_v1_dot_charging__pb2.WatchStatusRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.StatusNotification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCounters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.SpendingLimitService/GetCounters',
+            charging_dot_v1_dot_charging__pb2.GetCountersRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.GetCountersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class AccountServiceStub:
     """---------------------------------------------------------------- accounts
 
