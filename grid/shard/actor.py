@@ -59,7 +59,7 @@ class ShardActor:
         """Operations in, replies out, both packed by the codec (see codec.pack_batch).
         With a trace context (tracing on) each operation gets its span."""
         try:
-            now = now_ms()
+            now = now_ms() + self.faults.clock_offset_ms
             operations = codec.unpack_batch(payload)
             self.faults.before_apply(operations)
             traced = trace is not None and self.tracing.enabled

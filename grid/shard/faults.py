@@ -2,6 +2,7 @@
 
     GRID_FAULTS="exit_after_commit=0.05,exit_before_commit=0.02,delay_after_commit_ms=200"
     GRID_FAULTS="crash_on_request_id=poison-1"
+    GRID_FAULTS="clock_offset_ms=86400000"
     GRID_FAULT_SEED=1234
 
 exit_after_commit kills the shard's process (as kill -9 would) right after its
@@ -11,7 +12,9 @@ with the same request ids. exit_before_commit dies with the batch applied in
 memory only. delay_after_commit_ms holds every reply after its commit, so a
 caller's deadline expires after the effect happened. crash_on_request_id makes
 any batch carrying that request id fail as a bug in the core would (the shard
-exits and reloads). Off unless armed; the
+exits and reloads). clock_offset_ms runs the shard's clock that far ahead (a
+clock jump; a restart with it crosses a counter period or a hold's expiry
+without waiting). Off unless armed; the
 probabilities are per batch, drawn from a generator seeded per shard and epoch
 so a restarted shard does not replay the same draws.
 """
@@ -35,6 +38,8 @@ class FaultPoints:
     delay_after_commit_ms: int = 0
     # A request id whose operation makes the shard fail as a bug in the core would.
     crash_on_request_id: str = ""
+    # Added to the shard's clock.
+    clock_offset_ms: int = 0
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
     @classmethod
@@ -50,6 +55,8 @@ class FaultPoints:
                 setattr(faults, name, probability)
             elif name == "delay_after_commit_ms":
                 faults.delay_after_commit_ms = int(value)
+            elif name == "clock_offset_ms":
+                faults.clock_offset_ms = int(value)
             elif name == "crash_on_request_id":
                 faults.crash_on_request_id = value.strip()
             else:
@@ -59,7 +66,7 @@ class FaultPoints:
     @property
     def armed(self) -> bool:
         return bool(self.exit_after_commit or self.exit_before_commit or self.delay_after_commit_ms
-                    or self.crash_on_request_id)
+                    or self.crash_on_request_id or self.clock_offset_ms)
 
     def before_apply(self, operations) -> None:
         if self.crash_on_request_id and any(
