@@ -10,6 +10,11 @@ ratio, latency percentiles per request (HdrHistogram, microseconds; closed
 loop), the result mix, and a conservation audit of every subscriber touched
 (balance == funds - every charge replied, nothing left held).
 
+With --policy-functions P, the plan gets a spend counter with 16 thresholds,
+every subscriber is subscribed by one of P policy functions watching
+WatchStatus, and the report adds the status notifications received and their
+latency (arrival minus the shard's commit time, same machine clock).
+
     .venv/bin/python load_tests/bench_sessions.py --seconds 10 --concurrency 64
 """
 
@@ -90,17 +95,60 @@ async def drive(target: str, subscribers: list[str], seconds: float, concurrency
     }
 
 
-def _provision_sessions(target: str) -> None:
+SPEND_STEP_MICROS = 100_000
+
+
+def _provision_sessions(target: str, subscribers: list[str], policy_functions: int) -> None:
     from grid_client import ChargingClient
 
+    counters = [{"counter_id": "spend", "spend": True, "period": pb.COUNTER_PERIOD_DAY, "base_status": "s0",
+                 "thresholds": [{"at_least": SPEND_STEP_MICROS * k, "status": f"s{k}"} for k in range(1, 17)]}]
     with ChargingClient(target) as client:  # replaces the plan bench_unary provisioned (same accounts)
-        client.put_tariff("bench", [
+        client.put_tariff("bench", policy_counters=counters if policy_functions else (), rates=[
             {"rating_group": 10, "unit": pb.BYTES, "price_micros": 1_000, "rate_units": 1_000_000,
              "increment_units": 1_000},
             {"rating_group": 20, "unit": pb.BYTES, "price_micros": 500, "rate_units": 1_000_000,
              "increment_units": 1_000},
             {"rating_group": 30, "unit": pb.SECONDS, "price_micros": 1_000, "rate_units": 60, "increment_units": 1},
         ])
+        for index, subscriber in enumerate(subscribers[:len(subscribers) if policy_functions else 0]):
+            client.subscribe(subscriber, f"pcf-{index % policy_functions}", request_id=f"sub-{subscriber}")
+
+
+async def _watch_policy(target: str, policy_functions: int, stop: asyncio.Event) -> dict:
+    """Each policy function's WatchStatus stream until stop: notifications and latency."""
+    from grid_client import AsyncChargingClient
+
+    histogram = HdrHistogram(1, 600_000, 3)
+    received = 0
+
+    async def one(client_id: str) -> None:
+        nonlocal received
+        async with AsyncChargingClient(target) as client:
+            async for notification in client.watch_status(client_id):
+                histogram.record_value(max(1, time.time_ns() // 1_000_000 - notification.at_ms))
+                received += 1
+
+    tasks = [asyncio.create_task(one(f"pcf-{i}")) for i in range(policy_functions)]
+    await stop.wait()
+    await asyncio.sleep(1.0)  # notifications of the last charges (the watchers poll every 0.2 s)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"notifications": received,
+            "latency_ms": {f"p{p}": histogram.get_value_at_percentile(p) for p in (50, 90, 99, 99.9)}}
+
+
+async def _drive_with_policy(target, subscribers, seconds, concurrency, updates, label, policy_functions) -> dict:
+    stop = asyncio.Event()
+    watching = asyncio.create_task(_watch_policy(target, policy_functions, stop))
+    await asyncio.sleep(0.5)  # the watchers are connected before the load starts
+    try:
+        measured = await drive(target, subscribers, seconds, concurrency, updates, label)
+    finally:
+        stop.set()
+    measured["policy"] = await watching
+    return measured
 
 
 def _audit(target: str, subscribers: list[str], charged: dict) -> bool:
@@ -125,13 +173,20 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=3, help="updates per session between create and release")
     parser.add_argument("--subscribers", type=int, default=256)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--policy-functions", type=int, default=0,
+                        help="policy functions watching the subscribers' spend counters (0: none)")
     args = parser.parse_args()
     uvloop.install()
     subscribers = [f"sess-bench-{i}" for i in range(args.subscribers)]
     with ceiling_and_grid(args.shards, subscribers) as (noop_target, grid_target):
-        _provision_sessions(grid_target)
+        _provision_sessions(grid_target, subscribers, args.policy_functions)
         ceiling = asyncio.run(drive(noop_target, subscribers, args.seconds, args.concurrency, args.updates, "noop"))
-        grid = asyncio.run(drive(grid_target, subscribers, args.seconds, args.concurrency, args.updates, "grid"))
+        if args.policy_functions:
+            grid = asyncio.run(_drive_with_policy(grid_target, subscribers, args.seconds, args.concurrency,
+                                                  args.updates, "grid", args.policy_functions))
+        else:
+            grid = asyncio.run(drive(grid_target, subscribers, args.seconds, args.concurrency, args.updates,
+                                     "grid"))
         audit_ok = _audit(grid_target, subscribers, grid.pop("charged"))
     ceiling.pop("charged")
     report = {
