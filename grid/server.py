@@ -53,6 +53,9 @@ class Grid:
         cluster.check_manifest(config)
         self._owns_ray = cluster.start_ray(config)
         self.tracing = tracing.Tracing.from_environment("charging-grid", config.tracing)
+        if self.tracing.enabled and config.tracing.subscriber_ids == "hashed" and not config.tracing.subscriber_id_salt:
+            log.warning("subscriber ids in spans are hashed without a salt (set GRID_SUBSCRIBER_ID_SALT): "
+                        "anyone who can list subscriber ids can reverse them")
         self._handles = await asyncio.to_thread(cluster.create_shards, config)
         batchers = [
             ShardBatcher(

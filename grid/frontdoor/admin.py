@@ -68,7 +68,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             _identifier("charge_id", request.charge_id, limits, required=False)
             if request.request_id and request.charge_id:
                 raise InvalidArgument("charge_id", "give a request_id or a charge_id, not both")
-            if request.from_ms < 0 or request.to_ms < 0 or (request.to_ms and request.to_ms < request.from_ms):
+            if request.from_ms < 0:
+                raise InvalidArgument("from_ms", "must be 0 or more (ms since the epoch)")
+            if request.to_ms < 0 or (request.to_ms and request.to_ms < request.from_ms):
                 raise InvalidArgument("to_ms", "the window must have 0 <= from_ms <= to_ms (to_ms 0: now)")
             if request.limit > DISPUTE_EVENTS_MAX:
                 raise InvalidArgument("limit", f"at most {DISPUTE_EVENTS_MAX}")

@@ -67,6 +67,9 @@ class ShardActor:
                 applied_at_ns = time.time_ns()
                 replies, spans = self._apply_traced(operations, trace, now)
             else:
+                # No spans, but every journal record still names the span that applied it.
+                operations = [dataclasses.replace(op, span_id=tracing.hex_span_id(tracing.new_span_id()))
+                              if hasattr(op, "span_id") else op for op in operations]
                 replies = self.state.apply_batch(operations, now)
             writes = self.state.take_writes()
             commit_started_ns = time.time_ns()
