@@ -159,6 +159,21 @@ class Notification:
     request_id: str = ""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotificationFloor:
+    """The newest of a client's notifications dropped by retention: a watcher whose
+    cursor is behind it has lost some (persisted, so a restart still knows)."""
+
+    tenant: str
+    channel: str
+    client_id: str
+    dropped_through: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.tenant, self.channel, self.client_id)
+
+
 @dataclasses.dataclass(slots=True)
 class Charge:
     """Money taken from an account: what refunds are bounded by."""

@@ -35,7 +35,7 @@ from grid.domain.outcomes import (
     Result,
     SessionState,
 )
-from grid.domain.records import Account, Notification, Reservation, Session, SessionKey
+from grid.domain.records import Account, Notification, NotificationFloor, Reservation, Session, SessionKey
 from grid.domain.reservations import ReservationEvent, next_state
 
 _ACTIVE = SessionState.SESSION_STATE_ACTIVE
@@ -57,7 +57,8 @@ class SessionRules:
         self._notification_start = 0
         # (tenant, channel, client_id) -> its notifications' sequences, oldest first.
         self._client_notifications: dict[tuple[str, str, str], list[int]] = {}
-        self._notifications_dropped_through = 0
+        # (tenant, channel, client_id) -> the newest of its notifications dropped by retention.
+        self._notification_floors: dict[tuple[str, str, str], NotificationFloor] = {}
         self._deleted_sessions: list[SessionKey] = []
         self._deleted_notifications: list[int] = []
 
@@ -423,7 +424,9 @@ class SessionRules:
             del client[0]  # notifications are rare next to charges: a list is fine
             if not client:
                 del self._client_notifications[client_key]
-            self._notifications_dropped_through = sequence
+            floor = NotificationFloor(*client_key, dropped_through=sequence)
+            self._notification_floors[client_key] = floor
+            self._mark("notification_floor", client_key, floor)
             self._dirty.pop(("notification", sequence), None)
             self._deleted_notifications.append(sequence)
         if self._notification_start > 1024 and self._notification_start * 2 > len(order):
@@ -436,9 +439,13 @@ class SessionRules:
         chosen = sequences[start:start + min(op.limit, self.limits.notifications_per_read_max)]
         return ops.NotificationsReply(
             notifications=tuple(self.notifications[sequence] for sequence in chosen),
-            lost=op.after_sequence < self._notifications_dropped_through,
+            lost=op.after_sequence < self._floor_of((op.tenant, op.channel, op.client_id)),
             last_sequence=self.meta.next_notification_sequence - 1,
         )
+
+    def _floor_of(self, client_key) -> int:
+        floor = self._notification_floors.get(client_key)
+        return floor.dropped_through if floor is not None else 0
 
     # ------------------------------------------------------------ reads
 
@@ -476,10 +483,7 @@ class SessionRules:
         self.notifications = {}
         for notification in restored:
             self._index_notification(notification)
-        # What was dropped before the restart is not known exactly: everything
-        # before the oldest kept (a watcher behind it is told it may have lost some).
-        self._notifications_dropped_through = (
-            restored[0].sequence - 1 if restored else self.meta.next_notification_sequence - 1)
+
 
     def _check_session_invariants(self) -> None:
         for key, session in self.sessions.items():

@@ -39,6 +39,7 @@ from grid.domain.records import (
     IdempotencyRecord,
     JournalRecord,
     Notification,
+    NotificationFloor,
     Reservation,
     Session,
     ShardMeta,
@@ -635,7 +636,8 @@ class ShardState(SessionRules, CounterRules):
 
     def _put_tariff(self, op: ops.PutTariff, now_ms: int) -> ops.PutTariffReply:
         current = self.tariffs.get(op.plan.tariff_plan_id)
-        if current is not None and current.rates == op.plan.rates:
+        if current is not None and (current.rates, current.policy_counters) == (op.plan.rates,
+                                                                                op.plan.policy_counters):
             return ops.PutTariffReply(Result.SUCCESS, version=current.version)
         plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1)
         self.tariffs[plan.tariff_plan_id] = plan
@@ -725,6 +727,8 @@ class ShardState(SessionRules, CounterRules):
                 state.sessions[record.key] = record
             elif isinstance(record, Notification):
                 state.notifications[record.sequence] = record
+            elif isinstance(record, NotificationFloor):
+                state._notification_floors[record.key] = record
             elif isinstance(record, CounterState):
                 state.counters[record.key] = record
             elif isinstance(record, Subscription):

@@ -55,6 +55,7 @@ def _samples():
                 ops.UnitInformation(7, Result.CREDIT_LIMIT_REACHED)), SessionState.SESSION_STATE_ACTIVE, 600), 11),
         records.CounterState(T, "sub", "data-month", 812, 1_700_000_000_000, "slowed"),
         records.Subscription(T, "sub", "pcf-1", ("data-month", "spend-day"), 12),
+        records.NotificationFloor(T, "policy", "pcf-1", 41),
         TariffPlan("counted", (Rate(1, Unit.BYTES, 5, 1_000_000, 1000),), 2, (
             PolicyCounter("data-month", (1, 2), False, CounterPeriod.COUNTER_PERIOD_MONTH, "normal",
                           (CounterThreshold(800, "slowed"), CounterThreshold(1000, "capped"))),
