@@ -113,11 +113,14 @@ def stop_shards(handles: list) -> None:
         ray.kill(handle, no_restart=True)
 
 
-async def apply_batch(handle, operations: list, trace: dict | None = None) -> list:
-    """trace: the batch's trace context (grid.frontdoor.batcher) or None (no spans)."""
+async def apply_batch(handle, operations: list, trace: dict | None = None) -> tuple[list, int]:
+    """The replies, and the shard's newest notification sequence after the batch.
+    trace: the batch's trace context (grid.frontdoor.batcher) or None (no spans)."""
     if trace is None:
-        return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
-    return codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations), trace))
+        items = codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
+    else:
+        items = codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations), trace))
+    return items[:-1], items[-1]
 
 
 async def dispute_records(handle, tenant: str, subscriber_id: str, from_ms: int, to_ms: int,

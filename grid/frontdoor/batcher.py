@@ -83,6 +83,9 @@ class ShardBatcher:
         self.operations_sent = 0
         self.batch_seconds = 0.0  # summed round trips of answered batches
         self.metrics = None  # grid.metrics.Metrics when a scrape port is configured
+        # The shard's newest notification sequence seen, and who to tell when it moves.
+        self.notification_sequence = 0
+        self.on_notifications = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.shard_id}")
@@ -180,6 +183,17 @@ class ShardBatcher:
             self._finish(sequence)
             self._in_flight.release()
 
+    def _answered(self, answer: tuple[list, int]) -> list:
+        replies, newest = answer
+        self._note_notifications(newest)
+        return replies
+
+    def _note_notifications(self, newest: int) -> None:
+        if newest > self.notification_sequence:
+            self.notification_sequence = newest
+            if self.on_notifications is not None:
+                self.on_notifications()
+
     def _trace_context(self, batch: list) -> dict | None:
         """What the shard needs to make its spans: this batch span's ids, the attempt,
         and per operation the W3C traceparent of its call's server span (flags 01:
@@ -215,7 +229,9 @@ class ShardBatcher:
         for operation in operations:
             for attempt in range(SINGLE_ATTEMPTS_MAX):
                 try:
-                    replies.append((await cluster.apply_batch(self._handle, [operation]))[0])
+                    answered, newest = await cluster.apply_batch(self._handle, [operation])
+                    self._note_notifications(newest)
+                    replies.append(answered[0])
                     break
                 except cluster.RETRYABLE_ERRORS as error:
                     if attempt + 1 == SINGLE_ATTEMPTS_MAX or time.monotonic() > give_up_at:
@@ -242,7 +258,7 @@ class ShardBatcher:
         GetTransaction) could reach the restarted shard before an earlier
         operation's resend, and its "not found" would later become untrue."""
         try:
-            return await cluster.apply_batch(self._handle, operations, context)
+            return self._answered(await cluster.apply_batch(self._handle, operations, context))
         except cluster.RETRYABLE_ERRORS as error:
             first_error = error
         self._recovering += 1
@@ -264,7 +280,7 @@ class ShardBatcher:
                 if context is not None:
                     context["attempt"] += 1
                 try:
-                    return await cluster.apply_batch(self._handle, operations, context)
+                    return self._answered(await cluster.apply_batch(self._handle, operations, context))
                 except cluster.RETRYABLE_ERRORS as error:
                     first_error = error
                 resends += 1

@@ -4,7 +4,9 @@ Notifications are made and kept (durably, for the retention) by the shard that
 owns the session, so any front door can serve any watcher, and a watcher that
 reconnects resumes from its cursor: the position reached on every shard. The
 follower asks each shard through its batcher (the reads ride in the normal
-batches) and waits a poll interval when none had anything new.
+batches); when none had anything new it waits until a batch answer says a
+shard made a notification (through this front door), or at most a poll
+interval (for notifications made through another front door).
 """
 
 import asyncio
@@ -17,6 +19,8 @@ from grid.frontdoor import convert
 from grid.frontdoor.router import Router
 
 _CURSOR_VERSION = "c1"
+# After a wake-up, wait this long so that a burst of notifications is read in one round.
+_COALESCE_S = 0.005
 # Shard errors a follower waits out (the next poll asks again) rather than ending the stream on.
 _TRANSIENT = (ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.DEADLINE_EXCEEDED)
 
@@ -56,6 +60,7 @@ async def follow(router: Router, tenant: str, client_id: str, cursor: str, poll_
     fresh = not cursor  # a first subscription has lost nothing it could have known of
     while True:
         more = False
+        woken = router.notified  # taken before reading: a notification made meanwhile wakes us
         for shard in range(shards):
             reply = await router.submit_to_shard(
                 shard, ops.ReadNotifications(tenant, client_id, positions[shard], read_max, channel))
@@ -74,4 +79,8 @@ async def follow(router: Router, tenant: str, client_id: str, cursor: str, poll_
                 positions[shard] = max(positions[shard], reply.last_sequence)
         fresh = False
         if not more:
-            await asyncio.sleep(poll_interval_s)
+            try:
+                await asyncio.wait_for(woken.wait(), poll_interval_s)
+                await asyncio.sleep(_COALESCE_S)  # one read round for a burst of notifications
+            except asyncio.TimeoutError:
+                pass

@@ -21,6 +21,14 @@ class Router:
         self.limits = limits
         self.tracing = tracing or Tracing("charging-grid")
         self.metrics = None  # grid.metrics.Metrics when a scrape port is configured
+        # Set (and replaced) whenever a shard made a notification: watchers wake on it.
+        self.notified = asyncio.Event()
+        for batcher in batchers:
+            batcher.on_notifications = self._notifications_made
+
+    def _notifications_made(self) -> None:
+        self.notified.set()
+        self.notified = asyncio.Event()
 
     def count(self, method: str, reply, started_monotonic: float) -> None:
         if self.metrics is None:

@@ -88,7 +88,9 @@ class ShardActor:
             # same request ids, so nothing applies twice.
             log.exception("shard %d failed applying a batch; exiting to reload from storage", self.shard_id)
             os._exit(70)
-        return codec.pack_batch(replies)
+        # The shard's newest notification sequence rides after the replies: front
+        # doors wake their watchers when it moves instead of waiting for a poll.
+        return codec.pack_batch([*replies, self.state.meta.next_notification_sequence - 1])
 
     def _apply_traced(self, operations: list, trace: dict, now: int) -> tuple[list, list]:
         """ShardState.apply_batch, one operation at a time, noting for each its span
