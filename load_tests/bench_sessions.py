@@ -29,7 +29,7 @@ from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 from hdrh.histogram import HdrHistogram
 
-from bench_unary import FUNDS_MICROS, ceiling_and_grid
+from bench_unary import _audit, ceiling_and_grid
 
 RATING_GROUPS = (10, 20, 30)  # data (bytes), video (bytes), voice (seconds)
 REQUESTS_MAX = 5_000_000  # a bound on every run, whatever --seconds says
@@ -149,21 +149,6 @@ async def _drive_with_policy(target, subscribers, seconds, concurrency, updates,
         stop.set()
     measured["policy"] = await watching
     return measured
-
-
-def _audit(target: str, subscribers: list[str], charged: dict) -> bool:
-    from grid_client import ChargingClient
-
-    ok = True
-    with ChargingClient(target) as client:
-        for subscriber in subscribers:
-            balance = client.balance(subscriber)
-            expected = FUNDS_MICROS - charged[subscriber]
-            if balance.balance_micros != expected or balance.reserved_micros != 0:
-                print(f"AUDIT FAILED {subscriber}: balance {balance.balance_micros} expected {expected}, "
-                      f"held {balance.reserved_micros}")
-                ok = False
-    return ok
 
 
 def main() -> int:

@@ -149,7 +149,9 @@ def session_request_id(session_id: str, invocation_sequence_number: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class CreateSession:
+class _SessionRequest:
+    """What CreateSession, UpdateSession and ReleaseSession carry (3GPP field names)."""
+
     tenant: str
     subscriber_id: str
     session_id: str
@@ -167,39 +169,18 @@ class CreateSession:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class UpdateSession:
-    tenant: str
-    subscriber_id: str
-    session_id: str
-    invocation_sequence_number: int
-    multiple_unit_usage: tuple[UnitUsage, ...]
-    notify_client_id: str = ""
-    trace_id: str = ""
-    # The span that applied it (set by the shard shell): journaled beside trace_id.
-    span_id: str = ""
-    PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
-
-    @property
-    def request_id(self) -> str:
-        return session_request_id(self.session_id, self.invocation_sequence_number)
+class CreateSession(_SessionRequest):
+    pass
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ReleaseSession:
-    tenant: str
-    subscriber_id: str
-    session_id: str
-    invocation_sequence_number: int
-    multiple_unit_usage: tuple[UnitUsage, ...]
-    notify_client_id: str = ""
-    trace_id: str = ""
-    # The span that applied it (set by the shard shell): journaled beside trace_id.
-    span_id: str = ""
-    PAYLOAD_FIELDS: ClassVar = SESSION_PAYLOAD_FIELDS
+class UpdateSession(_SessionRequest):
+    pass
 
-    @property
-    def request_id(self) -> str:
-        return session_request_id(self.session_id, self.invocation_sequence_number)
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReleaseSession(_SessionRequest):
+    pass
 
 
 SESSION_OPERATIONS = (CreateSession, UpdateSession, ReleaseSession)
