@@ -279,6 +279,35 @@ def cmd_dispute(args) -> int:
     return 0
 
 
+def cmd_cdr_export(args) -> int:
+    """CDRs as JSON lines or CSV on stdout, page after page, until the journals'
+    end or --limit; the cursor to resume from goes to stderr as `cursor: ...`."""
+    from grid import cdr
+    from grid_client import GridError
+
+    cursor, written = args.since, 0
+    with _client(args) as client:
+        while written < args.limit:
+            try:
+                page = client.export_cdrs(cursor, min(10_000, args.limit - written))
+            except GridError as error:
+                print(f"error: {error}" + (f" (field: {error.field})" if error.field else ""), file=sys.stderr)
+                return 2
+            records = [{name: getattr(c, name) for name in cdr.FIELDS} for c in page.cdrs]
+            if args.format == "csv":
+                sys.stdout.write(cdr.to_csv(records, header=written == 0))
+            else:
+                for record in records:
+                    print(json.dumps({**record, "kind": cdr.KIND_NAMES.get(record["kind"], record["kind"])}))
+            written += len(records)
+            cursor = page.next_cursor
+            if not page.more:
+                break
+    sys.stdout.flush()
+    print(f"cursor: {cursor}", file=sys.stderr)
+    return 0
+
+
 def cmd_watch(args) -> int:
     """Print notifications as JSON lines until --count arrived or --timeout-s passed."""
     import threading
@@ -445,6 +474,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_command(session, "get", "show a session and its holds",
                         lambda c, a: c.get_session(a.subscriber, a.session),
                         [(("subscriber",), {}), (("session",), {})], request_id=False)
+    cdrs = commands.add_parser("cdr", help="rated-event records").add_subparsers(dest="cdr_command", required=True)
+    export = cdrs.add_parser("export", help="CDRs (charges, refunds, expiries, unrated usage) from every shard's "
+                                            "journal; resumable with --since")
+    export.add_argument("--since", default="", help="the cursor a previous export printed (default: from the start)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--limit", type=int, default=sys.maxsize, help="at most this many records")
+    export.set_defaults(handler=cmd_cdr_export)
+
     disputes = commands.add_parser(
         "dispute", help="why was this charged: the journal chain behind a request, a charge or a time window")
     disputes.add_argument("subscriber")

@@ -129,6 +129,10 @@ async def dispute_records(handle, tenant: str, subscriber_id: str, from_ms: int,
     return codec.unpack_batch(payload), truncated
 
 
+async def journal_page(handle, from_sequence: int, limit: int) -> list:
+    return codec.unpack_batch(await handle.journal_page.remote(from_sequence, limit))
+
+
 async def checkpoint_shards(handles: list, snapshot_dir: str) -> list[dict]:
     return list(await asyncio.gather(*(handle.checkpoint.remote(snapshot_dir) for handle in handles)))
 

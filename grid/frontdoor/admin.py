@@ -7,7 +7,7 @@ from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 
-from grid import cluster, dispute
+from grid import cdr, cluster, dispute
 from grid.domain.operations import DEFAULT_TENANT, Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
@@ -20,6 +20,9 @@ LABEL_LENGTH_MAX = 256
 # DISPUTE_SCANNED_MAX of the subscriber's journal records (the shard pauses meanwhile).
 DISPUTE_EVENTS_MAX = 10_000
 DISPUTE_SCANNED_MAX = 100_000
+# CDRs in one ExportCdrs page, and journal records read from a shard per Ray call.
+CDR_PAGE_MAX = 10_000
+_JOURNAL_READ = 2_000
 
 
 async def _abort(context, code: ErrorCode, field: str, message: str) -> None:
@@ -91,6 +94,48 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             truncated=truncated or len(events) > limit,
             events=[_event(event, base_url, shard) for event in events[:limit]],
         )
+
+    async def ExportCdrs(self, request, context):
+        if request.limit > CDR_PAGE_MAX:
+            await _abort(context, ErrorCode.INVALID_ARGUMENT, "limit", f"at most {CDR_PAGE_MAX}")
+        try:
+            cdrs, next_cursor, more = await export_cdrs(self._grid, request.cursor, request.limit or CDR_PAGE_MAX)
+        except cdr.BadCursor as error:
+            await _abort(context, ErrorCode.INVALID_ARGUMENT, "cursor", str(error))
+        except cluster.RETRYABLE_ERRORS as error:
+            await _abort(context, ErrorCode.UNAVAILABLE, "", f"a shard did not answer ({type(error).__name__}); "
+                         "ask again with the same cursor")
+        return pb.ExportCdrsResponse(cdrs=[pb.Cdr(**c) for c in cdrs], next_cursor=next_cursor, more=more)
+
+
+async def export_cdrs(grid, cursor: str, limit: int) -> tuple[list[dict], str, bool]:
+    """A page of at most limit CDRs from every shard's journal, from the cursor on:
+    the CDRs, the cursor after them, and whether more were there."""
+    positions = cdr.decode_cursor(cursor, grid.config.shards)
+    cdrs: list[dict] = []
+    more = False
+    for shard in range(grid.config.shards):
+        found, positions[shard], finished = await _shard_cdrs(grid, shard, positions[shard], limit - len(cdrs))
+        cdrs += found
+        more = more or not finished
+    return cdrs, cdr.encode_cursor(positions), more
+
+
+async def _shard_cdrs(grid, shard: int, position: int, room: int) -> tuple[list[dict], int, bool]:
+    """One shard's CDRs after position, at most room of them: (CDRs, the position
+    after the last record taken, whether the journal's end was reached)."""
+    found: list[dict] = []
+    while True:
+        records = await cluster.journal_page(grid.shard_handle(shard), position + 1, _JOURNAL_READ)
+        for record in records:
+            made = cdr.cdr_of(shard, record)
+            if made is not None:
+                if len(found) == room:
+                    return found, position, False
+                found.append(made)
+            position = record.sequence
+        if len(records) < _JOURNAL_READ:
+            return found, position, True
 
 
 def _event(event: dispute.Event, base_url: str, shard: int) -> pb.DisputeEvent:

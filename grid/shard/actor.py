@@ -193,6 +193,10 @@ class ShardActor:
         records, truncated = self.store.subscriber_journal(tenant, subscriber_id, from_ms, to_ms, scanned_max)
         return codec.pack_batch(records), truncated
 
+    def journal_page(self, from_sequence: int, limit: int) -> bytes:
+        """Journal records from a sequence on, packed (CDR export pages)."""
+        return codec.pack_batch(self.store.journal(from_sequence, limit))
+
     def journal(self, from_sequence: int = 1, limit: int = 1000) -> list:
         return self.store.journal(from_sequence, limit)
 

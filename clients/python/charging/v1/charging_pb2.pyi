@@ -89,6 +89,14 @@ class CounterPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COUNTER_PERIOD_WEEK: _ClassVar[CounterPeriod]
     COUNTER_PERIOD_MONTH: _ClassVar[CounterPeriod]
 
+class CdrKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CDR_KIND_UNSPECIFIED: _ClassVar[CdrKind]
+    CDR_CHARGE: _ClassVar[CdrKind]
+    CDR_REFUND: _ClassVar[CdrKind]
+    CDR_EXPIRY: _ClassVar[CdrKind]
+    CDR_UNRATED: _ClassVar[CdrKind]
+
 class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOURNAL_KIND_UNSPECIFIED: _ClassVar[JournalKind]
@@ -161,6 +169,11 @@ COUNTER_PERIOD_UNSPECIFIED: CounterPeriod
 COUNTER_PERIOD_DAY: CounterPeriod
 COUNTER_PERIOD_WEEK: CounterPeriod
 COUNTER_PERIOD_MONTH: CounterPeriod
+CDR_KIND_UNSPECIFIED: CdrKind
+CDR_CHARGE: CdrKind
+CDR_REFUND: CdrKind
+CDR_EXPIRY: CdrKind
+CDR_UNRATED: CdrKind
 JOURNAL_KIND_UNSPECIFIED: JournalKind
 JOURNAL_ACCOUNT_CREATED: JournalKind
 JOURNAL_TOP_UP: JournalKind
@@ -889,6 +902,68 @@ class GetTariffResponse(_message.Message):
     result: Result
     plan: TariffPlan
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ...) -> None: ...
+
+class Cdr(_message.Message):
+    __slots__ = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id")
+    CDR_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    cdr_id: str
+    shard_id: int
+    sequence: int
+    at_ms: int
+    kind: CdrKind
+    subscriber_id: str
+    request_id: str
+    charge_id: str
+    reservation_id: str
+    session_id: str
+    rating_group: int
+    units: int
+    amount_micros: int
+    rounding_residue_picos: int
+    tariff_plan_id: str
+    tariff_version: int
+    late: bool
+    overage_micros: int
+    trace_id: str
+    span_id: str
+    def __init__(self, cdr_id: _Optional[str] = ..., shard_id: _Optional[int] = ..., sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[CdrKind, str]] = ..., subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+
+class ExportCdrsRequest(_message.Message):
+    __slots__ = ("cursor", "limit")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    limit: int
+    def __init__(self, cursor: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ExportCdrsResponse(_message.Message):
+    __slots__ = ("cdrs", "next_cursor", "more")
+    CDRS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    cdrs: _containers.RepeatedCompositeFieldContainer[Cdr]
+    next_cursor: str
+    more: bool
+    def __init__(self, cdrs: _Optional[_Iterable[_Union[Cdr, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class DisputeRequest(_message.Message):
     __slots__ = ("subscriber_id", "request_id", "charge_id", "from_ms", "to_ms", "limit")

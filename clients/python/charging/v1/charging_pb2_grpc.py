@@ -1186,6 +1186,11 @@ class AdminServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.DisputeRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.DisputeResponse.FromString,
                 _registered_method=True)
+        self.ExportCdrs = channel.unary_unary(
+                '/charging.v1.AdminService/ExportCdrs',
+                request_serializer=charging_dot_v1_dot_charging__pb2.ExportCdrsRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.ExportCdrsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -1227,6 +1232,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportCdrs(self, request, context):
+        """Rated-event records (CDRs) from every shard's journal, in journal order per
+        shard, a page at a time: pass next_cursor back to resume where a page ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1249,6 +1262,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Dispute,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.DisputeRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.DisputeResponse.SerializeToString,
+            ),
+            'ExportCdrs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCdrs,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.ExportCdrsRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.ExportCdrsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1362,6 +1380,33 @@ class AdminService:
             '/charging.v1.AdminService/Dispute',
             charging_dot_v1_dot_charging__pb2.DisputeRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.DisputeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCdrs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AdminService/ExportCdrs',
+            charging_dot_v1_dot_charging__pb2.ExportCdrsRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.ExportCdrsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,144 @@
+"""CDR export over the wire (AdminService.ExportCdrs, `grid cdr export`): every
+charge, late charge, refund, expiry and unrated usage of a scripted history
+appears exactly once, in journal order, whatever the page size; a cursor
+resumes after the last record exported and nothing is exported twice."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from charging.v1 import charging_pb2 as pb
+
+from e2e_support import SMS, SMS_MICROS, VOICE, VOICE_MICROS_PER_S, ServingGrid, failing, open_account, put_plan
+from grid_client import ChargingClient
+
+pytestmark = pytest.mark.slow
+
+UNRATED = 77  # not in RATES
+
+
+def _export_all(client, cursor: str = "", limit: int = 0) -> tuple[list, str]:
+    cdrs, pages = [], 0
+    while True:
+        page = client.export_cdrs(cursor, limit)
+        pages += 1
+        assert pages < 10_000, "the export does not end"
+        cdrs += list(page.cdrs)
+        cursor = page.next_cursor
+        if not page.more:
+            return cdrs, cursor
+
+
+def _of(cdrs, subscriber_id: str) -> list:
+    return [c for c in cdrs if c.subscriber_id == subscriber_id]
+
+
+@pytest.fixture
+def history(client, calls, subscriber):
+    """A charge on a hold, a direct charge, a refund of part of it, unrated usage."""
+    hold = calls.reserve(subscriber.id, 120, VOICE)
+    on_hold = calls.debit(subscriber.id, 75, reservation_id=hold.reservation_id, final=True)
+    direct = calls.debit(subscriber.id, 2, rating_group=SMS)
+    refund = calls.refund(subscriber.id, direct.charge_id, 1_000)
+    unrated = calls.debit(subscriber.id, 3, rating_group=UNRATED)
+    assert unrated.result == pb.RATING_FAILED
+    return {"hold": hold, "on_hold": on_hold, "direct": direct, "refund": refund}
+
+
+def test_every_rated_event_is_exported_once_in_journal_order_whatever_the_page_size(client, subscriber, history):
+    whole, _ = _export_all(client)
+    mine = _of(whole, subscriber.id)
+    assert [(c.kind, c.amount_micros, c.units, c.rating_group) for c in mine] == [
+        (pb.CDR_CHARGE, 75 * VOICE_MICROS_PER_S, 75, VOICE),
+        (pb.CDR_CHARGE, 2 * SMS_MICROS, 2, SMS),
+        (pb.CDR_REFUND, 1_000, 0, SMS),
+        (pb.CDR_UNRATED, 0, 3, UNRATED),
+    ]
+    charge, direct, refund, unrated = mine
+    assert charge.charge_id == history["on_hold"].charge_id
+    assert charge.reservation_id == history["hold"].reservation_id
+    assert charge.trace_id == history["on_hold"].trace_id and len(charge.span_id) == 16
+    assert (direct.charge_id, direct.reservation_id) == (history["direct"].charge_id, "")
+    assert refund.charge_id == history["direct"].charge_id and refund.trace_id == history["refund"].trace_id
+    assert unrated.rating_group == UNRATED and not unrated.charge_id
+    assert charge.tariff_plan_id and charge.tariff_version == 1
+    assert [c.sequence for c in mine] == sorted(c.sequence for c in mine)
+    # Small pages: the same records, none twice.
+    paged, _ = _export_all(client, limit=3)
+    assert [c.cdr_id for c in paged] == [c.cdr_id for c in whole]
+    assert len({c.cdr_id for c in whole}) == len(whole)
+
+
+def test_a_cursor_resumes_after_the_last_record_exported(client, calls, subscriber, history):
+    _, cursor = _export_all(client)
+    assert _of(_export_all(client, cursor)[0], subscriber.id) == []
+    later = calls.debit(subscriber.id, 1, rating_group=SMS)
+    resumed, next_cursor = _export_all(client, cursor)
+    assert [(c.kind, c.charge_id) for c in _of(resumed, subscriber.id)] == [(pb.CDR_CHARGE, later.charge_id)]
+    assert _of(_export_all(client, next_cursor)[0], subscriber.id) == []
+
+
+@pytest.fixture(scope="module")
+def quick_expiry_grid(embedded, tmp_path_factory):
+    """A 1-shard grid whose holds expire 1 s after their grant (swept every 0.1 s)."""
+    from grid.domain.limits import CoreLimits
+
+    grid = ServingGrid(tmp_path_factory.mktemp("grid-cdr") / "grid-data", shards=1, sweep_interval_s=0.1,
+                       limits=CoreLimits(validity_time_s=1, expiry_grace_s=0))
+    yield grid
+    grid.stop()
+
+
+def test_an_expired_hold_and_its_late_debit_are_exported(quick_expiry_grid):
+    grid = quick_expiry_grid
+    subscriber = open_account(grid.stubs, put_plan(grid.stubs))
+    hold = grid.calls.reserve(subscriber.id, 10, VOICE)
+    assert hold.result == pb.SUCCESS
+    with ChargingClient(grid.target) as client:
+        expired, deadline = None, time.monotonic() + 30
+        while expired is None and time.monotonic() < deadline:
+            expired = next((c for c in _of(_export_all(client)[0], subscriber.id) if c.kind == pb.CDR_EXPIRY), None)
+            time.sleep(0.2)
+        assert expired is not None, "the hold did not expire within 30 s"
+        assert (expired.reservation_id, expired.amount_micros) == (hold.reservation_id, hold.held_micros)
+        late = grid.calls.debit(subscriber.id, 4, reservation_id=hold.reservation_id)
+        assert late.late
+        charged = [c for c in _of(_export_all(client)[0], subscriber.id) if c.kind == pb.CDR_CHARGE]
+        assert [(c.charge_id, c.late, c.reservation_id, c.amount_micros) for c in charged] == [
+            (late.charge_id, True, hold.reservation_id, 4 * VOICE_MICROS_PER_S)]
+
+
+def test_bad_cursor_and_limit_name_the_field(stubs, embedded):
+    from charging.v1 import charging_pb2_grpc as pb_grpc
+
+    admin = pb_grpc.AdminServiceStub(stubs.channel)
+    for request, field in ((pb.ExportCdrsRequest(cursor="cdr1.x.1"), "cursor"),
+                           (pb.ExportCdrsRequest(cursor="cdr1.1"), "cursor"),
+                           (pb.ExportCdrsRequest(limit=10_001), "limit")):
+        error = failing(admin.ExportCdrs, request, timeout=30)
+        assert (error.code, error.field) == (grpc.StatusCode.INVALID_ARGUMENT, field), request
+
+
+def test_the_cli_exports_csv_and_json_lines_and_prints_the_cursor(embedded, subscriber, history):
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "cdr", "export", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        cursor = [line for line in done.stderr.splitlines() if line.startswith("cursor: ")]
+        return done.stdout, cursor[-1].split(" ", 1)[1]
+
+    text, cursor = run("--format", "csv")
+    rows = [row for row in csv.DictReader(io.StringIO(text)) if row["subscriber_id"] == subscriber.id]
+    assert [(row["kind"], row["amount_micros"]) for row in rows] == [
+        ("CDR_CHARGE", str(75 * VOICE_MICROS_PER_S)), ("CDR_CHARGE", str(2 * SMS_MICROS)), ("CDR_REFUND", "1000"),
+        ("CDR_UNRATED", "0")]
+    assert all(row["trace_id"] for row in rows)
+    lines, again = run("--since", cursor)
+    assert subscriber.id not in lines and again == cursor
+    first, _ = run("--limit", "1")
+    assert len(first.splitlines()) == 1 and json.loads(first)["cdr_id"]
