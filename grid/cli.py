@@ -279,6 +279,41 @@ def cmd_dispute(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    """The reconciliation and leakage report as JSON; exit 1 when a check failed.
+    Online through the grid, or offline over a stopped grid's (or a restored
+    snapshot's) data directory."""
+    if args.data_dir is None:
+        from grid_client import GridError
+
+        with _client(args) as client:
+            try:
+                response = client.audit()
+            except GridError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+        report = json.loads(response.report_json)
+    else:
+        from grid import audit
+        from grid.storage.shard_store import ShardStore, StoreRefused
+
+        data_dir = pathlib.Path(args.data_dir)
+        shards = []
+        for shard_id in range(json.loads((data_dir / "grid.json").read_text())["shards"]):
+            try:
+                store = ShardStore(data_dir / f"shard-{shard_id}", shard_id)
+            except StoreRefused as error:
+                print(f"error: {error} (stop the grid, or audit a restored snapshot)", file=sys.stderr)
+                return 2
+            try:
+                shards.append(audit.audit_shard(shard_id, list(store.load_records()), store.journal()))
+            finally:
+                store.close()
+        report = audit.overall(shards)
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
 def cmd_cdr_export(args) -> int:
     """CDRs as JSON lines or CSV on stdout, page after page, until the journals'
     end or --limit; the cursor to resume from goes to stderr as `cursor: ...`."""
@@ -474,6 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_command(session, "get", "show a session and its holds",
                         lambda c, a: c.get_session(a.subscriber, a.session),
                         [(("subscriber",), {}), (("session",), {})], request_id=False)
+    audit_command = commands.add_parser(
+        "audit", help="reconcile every shard's journal with balances and holds; report leakage (exit 1 on a failure)")
+    audit_command.add_argument("--data-dir", default=None,
+                               help="audit this stopped grid's (or restored snapshot's) data offline instead")
+    audit_command.set_defaults(handler=cmd_audit)
+
     cdrs = commands.add_parser("cdr", help="rated-event records").add_subparsers(dest="cdr_command", required=True)
     export = cdrs.add_parser("export", help="CDRs (charges, refunds, expiries, unrated usage) from every shard's "
                                             "journal; resumable with --since")

@@ -114,6 +114,9 @@ class Grid:
     def shard_handle(self, shard: int):
         return self._handles[shard]
 
+    def shard_handles(self) -> list:
+        return list(self._handles)
+
     async def _poll_shard_metrics(self, interval_s: float = 5.0) -> None:
         """Holds, expiries and sessions per shard for the metrics (a shard's own counters)."""
         while True:

@@ -7,7 +7,8 @@ each a closed loop of Reserve then final Debit, for a bounded time and count.
 Reported: pairs and calls per second for each, their ratio, latency
 percentiles per call (HdrHistogram, microseconds; closed loop, so the
 percentiles are those of served calls, not corrected for coordinated
-omission), and a conservation audit of the grid's balances afterwards.
+omission), and a conservation audit of the grid's balances afterwards, with
+the grid's own reconciliation of every shard's journal (grid audit).
 
     .venv/bin/python load_tests/bench_unary.py --seconds 10 --concurrency 64
 """
@@ -109,6 +110,13 @@ def _audit(target: str, subscribers: list[str], charged: dict) -> bool:
                 print(f"AUDIT FAILED {subscriber}: balance {balance.balance_micros} expected {expected}, "
                       f"held {balance.reserved_micros}")
                 ok = False
+        # The grid's own reconciliation of every shard's journal (grid audit).
+        report = json.loads(client.audit().report_json)
+        print(f"grid audit: ok={report['ok']} journal records {report['journal_records']}, "
+              f"leakage {json.dumps(report['leakage'])}", file=sys.stderr)
+        if not report["ok"]:
+            print("GRID AUDIT FAILED: " + "; ".join(p for s in report["shards"] for p in s["problems"][:5]))
+            ok = False
     return ok
 
 

@@ -1,5 +1,7 @@
 """AdminService: snapshots of every shard, listed and restored (issue: crash-proof)."""
 
+import asyncio
+import json
 import pathlib
 import time
 
@@ -7,7 +9,7 @@ from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 
-from grid import cdr, cluster, dispute
+from grid import audit, cdr, cluster, dispute
 from grid.domain.operations import DEFAULT_TENANT, Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
@@ -94,6 +96,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             truncated=truncated or len(events) > limit,
             events=[_event(event, base_url, shard) for event in events[:limit]],
         )
+
+    async def Audit(self, request, context):
+        reports = await asyncio.gather(*(handle.audit.remote() for handle in self._grid.shard_handles()))
+        shards = [audit.ShardAudit(**report) for report in reports]
+        return pb.AuditResponse(report_json=json.dumps(audit.overall(shards)), ok=all(s.ok for s in shards))
 
     async def ExportCdrs(self, request, context):
         if request.limit > CDR_PAGE_MAX:

@@ -244,6 +244,11 @@ class _Requests:
             limit=limit))
 
     @staticmethod
+    def audit():
+        """Every shard's journal reconciled with its state, and the leakage report."""
+        return _Call("admin", "Audit", pb.AuditRequest())
+
+    @staticmethod
     def export_cdrs(cursor="", limit=0):
         """A page of rated-event records; pass the reply's next_cursor to go on."""
         return _Call("admin", "ExportCdrs", pb.ExportCdrsRequest(cursor=cursor, limit=limit))
@@ -288,7 +293,7 @@ class ChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -378,7 +383,7 @@ class AsyncChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):

@@ -903,6 +903,18 @@ class GetTariffResponse(_message.Message):
     plan: TariffPlan
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ...) -> None: ...
 
+class AuditRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuditResponse(_message.Message):
+    __slots__ = ("ok", "report_json")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    report_json: str
+    def __init__(self, ok: _Optional[bool] = ..., report_json: _Optional[str] = ...) -> None: ...
+
 class Cdr(_message.Message):
     __slots__ = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id")
     CDR_ID_FIELD_NUMBER: _ClassVar[int]

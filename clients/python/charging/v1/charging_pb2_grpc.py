@@ -1191,6 +1191,11 @@ class AdminServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.ExportCdrsRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.ExportCdrsResponse.FromString,
                 _registered_method=True)
+        self.Audit = channel.unary_unary(
+                '/charging.v1.AdminService/Audit',
+                request_serializer=charging_dot_v1_dot_charging__pb2.AuditRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.AuditResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -1240,6 +1245,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Audit(self, request, context):
+        """Revenue assurance: every shard's journal reconciled with its balances and
+        holds (conservation, continuous balance chains, trace ids, no request
+        applied twice), and a leakage report (late usage, overage, expired holds,
+        unrated usage, refunds). Each shard pauses while its journal is read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1267,6 +1282,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ExportCdrs,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.ExportCdrsRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.ExportCdrsResponse.SerializeToString,
+            ),
+            'Audit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Audit,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.AuditRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.AuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1407,6 +1427,33 @@ class AdminService:
             '/charging.v1.AdminService/ExportCdrs',
             charging_dot_v1_dot_charging__pb2.ExportCdrsRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.ExportCdrsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Audit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AdminService/Audit',
+            charging_dot_v1_dot_charging__pb2.AuditRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.AuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,155 @@
+"""Revenue assurance: reconcile a shard's journal with its balances, holds and
+idempotency records, and report where money leaks.
+
+Pure: a shard's state records and journal in, a report out. Run inside a live
+shard (AdminService.Audit, `grid audit`: the shard pauses for the read) or
+offline over a data directory or a restored snapshot (`grid audit
+--data-dir DIR`). Checks:
+- conservation: top-ups - charges + refunds == the sum of balances, per shard;
+- holds: each account's held money == its active holds;
+- the journal: sequences 1..N without a gap, each account's chain of balances
+  continuous (each record starts where the one before ended) and ending at the
+  account's balance;
+- every effect carries its trace id; no request id applied twice;
+and reports leakage: late usage, overage (usage the money did not cover),
+expired holds, unrated usage (RATING_FAILED) and refunds, with amounts.
+"""
+
+import collections
+import dataclasses
+
+from grid.domain.outcomes import JournalKind, ReservationState, Result
+from grid.domain.records import Account, JournalRecord, Reservation
+
+PROBLEMS_LISTED_MAX = 50
+
+
+@dataclasses.dataclass
+class ShardAudit:
+    shard_id: int
+    journal_records: int = 0
+    accounts: int = 0
+    top_ups_micros: int = 0
+    charges_micros: int = 0
+    refunds_micros: int = 0
+    balances_micros: int = 0
+    held_micros: int = 0
+    leakage: dict = dataclasses.field(default_factory=lambda: {
+        "late_usage": {"count": 0, "micros": 0},
+        "overage": {"count": 0, "micros": 0},
+        "expired_holds": {"count": 0, "micros": 0},
+        "unrated_usage": {"count": 0, "units": 0},
+        "refunds": {"count": 0, "micros": 0},
+    })
+    problems: list = dataclasses.field(default_factory=list)
+    problems_total: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problems_total == 0
+
+    def problem(self, text: str) -> None:
+        self.problems_total += 1
+        if len(self.problems) < PROBLEMS_LISTED_MAX:
+            self.problems.append(text)
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+_MOVES = {JournalKind.TOP_UP: 1, JournalKind.REFUND: 1, JournalKind.DEBIT: -1}
+
+
+def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAudit:
+    report = ShardAudit(shard_id)
+    accounts: dict[tuple, Account] = {}
+    held = collections.Counter()
+    for record in records:
+        if isinstance(record, Account):
+            accounts[record.key] = record
+        elif isinstance(record, Reservation) and record.state == ReservationState.ACTIVE:
+            held[record.account_key] += record.held_micros
+    report.accounts = len(accounts)
+    report.journal_records = len(journal)
+    report.balances_micros = sum(account.balance_micros for account in accounts.values())
+    report.held_micros = sum(account.reserved_micros for account in accounts.values())
+    for key, account in accounts.items():
+        if account.reserved_micros != held[key]:
+            report.problem(f"{key}: {account.reserved_micros} held but its active holds hold {held[key]}")
+
+    # The journal may start after 1 where retention dropped its oldest records.
+    first = journal[0].sequence if journal else 1
+    for expected, record in enumerate(journal, first):
+        if record.sequence != expected:
+            report.problem(f"journal sequence {record.sequence} where {expected} was due: a gap")
+            break
+    position: dict[tuple, int] = {}
+    effects: dict[tuple, list[int]] = collections.defaultdict(list)
+    for record in journal:
+        key = (record.tenant, record.subscriber_id)
+        _leakage(report, record)
+        if record.result == Result.SUCCESS:
+            moved = record.balance_after_micros - record.balance_before_micros
+            if record.kind in _MOVES and moved != _MOVES[record.kind] * record.amount_micros:
+                report.problem(f"#{record.sequence} {record.kind.name} moved {moved}, its amount is "
+                               f"{record.amount_micros}")
+            if record.kind == JournalKind.TOP_UP:
+                report.top_ups_micros += record.amount_micros
+            elif record.kind == JournalKind.DEBIT:
+                report.charges_micros += record.amount_micros
+            elif record.kind == JournalKind.REFUND:
+                report.refunds_micros += record.amount_micros
+        if record.request_id and not record.trace_id and record.kind != JournalKind.EXPIRE:
+            report.problem(f"#{record.sequence} {record.kind.name} of request {record.request_id} has no trace id")
+        if record.request_id and record.kind in _MOVES and record.result == Result.SUCCESS:
+            # One money movement per request (per rating group for a session request).
+            effects[(*key, record.request_id, record.kind, record.rating_group)].append(record.sequence)
+        if key in position and record.kind != JournalKind.TARIFF:
+            before = (record.balance_before_micros, record.reserved_before_micros)
+            if before != position[key]:
+                report.problem(f"{key} #{record.sequence} starts at {before}, the record before ended at "
+                               f"{position[key]}")
+        if record.tenant or record.subscriber_id:
+            position[key] = (record.balance_after_micros, record.reserved_after_micros)
+    for key, sequences in effects.items():
+        if len(sequences) > 1:
+            report.problem(f"request {key} took effect {len(sequences)} times: journal {sequences}")
+    for key, account in accounts.items():
+        if key in position and position[key] != (account.balance_micros, account.reserved_micros):
+            report.problem(f"{key} is {account.balance_micros}/{account.reserved_micros} but its journal ends at "
+                           f"{position[key]}")
+    # Conservation holds over the whole history only while the journal is whole.
+    if first == 1 and report.top_ups_micros - report.charges_micros + report.refunds_micros != report.balances_micros:
+        report.problem(f"conservation: top-ups {report.top_ups_micros} - charges {report.charges_micros} + refunds "
+                       f"{report.refunds_micros} != balances {report.balances_micros}")
+    return report
+
+
+def _leakage(report: ShardAudit, record: JournalRecord) -> None:
+    leakage = report.leakage
+    if record.kind == JournalKind.DEBIT and record.result == Result.SUCCESS:
+        if record.late:
+            leakage["late_usage"]["count"] += 1
+            leakage["late_usage"]["micros"] += record.amount_micros
+        if record.overage_micros:
+            leakage["overage"]["count"] += 1
+            leakage["overage"]["micros"] += record.overage_micros
+    elif record.kind == JournalKind.DEBIT and record.result == Result.RATING_FAILED:
+        leakage["unrated_usage"]["count"] += 1
+        leakage["unrated_usage"]["units"] += record.units
+    elif record.kind == JournalKind.EXPIRE and record.result == Result.SUCCESS:
+        leakage["expired_holds"]["count"] += 1
+        leakage["expired_holds"]["micros"] += record.amount_micros
+    elif record.kind == JournalKind.REFUND and record.result == Result.SUCCESS:
+        leakage["refunds"]["count"] += 1
+        leakage["refunds"]["micros"] += record.amount_micros
+
+
+def overall(shards: list[ShardAudit]) -> dict:
+    """The grid's report: every shard's, and their sums."""
+    total = {name: sum(getattr(s, name) for s in shards) for name in (
+        "journal_records", "accounts", "top_ups_micros", "charges_micros", "refunds_micros", "balances_micros",
+        "held_micros", "problems_total")}
+    leakage = {kind: {measure: sum(s.leakage[kind][measure] for s in shards) for measure in values}
+               for kind, values in shards[0].leakage.items()} if shards else {}
+    return {"ok": all(s.ok for s in shards), **total, "leakage": leakage, "shards": [s.as_dict() for s in shards]}
