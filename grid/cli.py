@@ -104,6 +104,27 @@ def _parse_counter(text: str) -> dict:
         ) from None
 
 
+CONTROL_KINDS = {"SPEND_VELOCITY": 1, "USAGE_VELOCITY": 2, "LOW_BALANCE": 3, "CONCURRENT_SESSIONS": 4}
+CONTROL_ACTIONS = {"NOTIFY": 1, "DENY_GRANTS": 2, "SUSPEND": 3, "REAUTHORIZE": 4}
+
+
+def _parse_control(text: str) -> dict:
+    """ID:KIND:LIMIT:WINDOW_S:ACTION[:RG+RG]."""
+    try:
+        control_id, kind, limit, window_s, action, *groups = text.split(":")
+        if len(groups) > 1:
+            raise ValueError
+        return {"control_id": control_id, "kind": CONTROL_KINDS[kind.upper()], "limit": int(limit),
+                "window_s": int(window_s), "action": CONTROL_ACTIONS[action.upper()],
+                "rating_groups": [int(group) for group in groups[0].split("+")] if groups else []}
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"--control {text!r}: expected ID:KIND:LIMIT:WINDOW_S:ACTION[:RG+RG], KIND one of "
+            f"{', '.join(CONTROL_KINDS)}, ACTION one of {', '.join(CONTROL_ACTIONS)} (e.g. "
+            "burst:SPEND_VELOCITY:5000000:600:DENY_GRANTS or low:LOW_BALANCE:1000000:0:NOTIFY)"
+        ) from None
+
+
 def _parse_unit(text: str) -> tuple[int, int, int]:
     try:
         parts = [int(part) for part in text.split(":")]
@@ -431,10 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     tariff = commands.add_parser("tariff", help="tariff plans").add_subparsers(dest="tariff_command", required=True)
     _add_client_command(
         tariff, "put", "create or replace a plan",
-        lambda c, a: c.put_tariff(a.plan, a.rate, a.counter),
+        lambda c, a: c.put_tariff(a.plan, a.rate, a.counter, a.control),
         [(("plan",), {}), (("--rate",), {"type": _parse_rate, "action": "append", "required": True}),
          (("--counter",), {"type": _parse_counter, "action": "append", "default": [],
-                           "help": "a policy counter: ID:WHAT:PERIOD:BASE_STATUS:AT=STATUS[,AT=STATUS]"})],
+                           "help": "a policy counter: ID:WHAT:PERIOD:BASE_STATUS:AT=STATUS[,AT=STATUS]"}),
+         (("--control",), {"type": _parse_control, "action": "append", "default": [],
+                           "help": "a fraud or policy control: ID:KIND:LIMIT:WINDOW_S:ACTION[:RG+RG]"})],
     )
     _add_client_command(tariff, "get", "show a plan", lambda c, a: c.get_tariff(a.plan), [(("plan",), {})])
 

@@ -138,6 +138,8 @@ def describe(record: JournalRecord) -> str:
         late = " (adopted: usage charged late)" if record.late else ""
         return f"session {record.session_id} {kind.name.split('_', 1)[1].lower()} at sequence number " \
                f"{record.units}{late}"
+    if kind == JournalKind.CONTROL_HIT:
+        return f"control {record.reference_id} fired at {record.units:,}: {record.status}"
     if kind == JournalKind.POLICY_STATUS:
         return f"policy counter {record.reference_id}: status {record.status} at {record.units:,}"
     if kind in (JournalKind.SUBSCRIBED, JournalKind.UNSUBSCRIBED):

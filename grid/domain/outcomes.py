@@ -102,6 +102,8 @@ class NotificationType(enum.IntEnum):
     REAUTHORIZATION = 1
     # Stop the session and report its final usage (Diameter ASR, Nchf abort).
     ABORT_CHARGING = 2
+    # Something the network function may want to act on (a control fired).
+    ALERT = 3
 
 
 class NotificationReason(enum.IntEnum):
@@ -111,6 +113,8 @@ class NotificationReason(enum.IntEnum):
     ACCOUNT_SUSPENDED = 3
     ACCOUNT_CLOSED = 4
     ACCOUNT_REACTIVATED = 5
+    # A fraud or policy control of the plan fired (its action says what follows).
+    CONTROL_FIRED = 6
 
 
 class ErrorCode(enum.IntEnum):
@@ -148,6 +152,29 @@ class JournalKind(enum.IntEnum):
     POLICY_STATUS = 13
     SUBSCRIBED = 14
     UNSUBSCRIBED = 15
+    # A fraud or policy control fired (reference_id: the control; status: its action).
+    CONTROL_HIT = 16
+
+
+class ControlKind(enum.IntEnum):
+    CONTROL_KIND_UNSPECIFIED = 0
+    # Money charged within window_s reaches limit.
+    SPEND_VELOCITY = 1
+    # Units of rating_groups used within window_s reach limit.
+    USAGE_VELOCITY = 2
+    # A charge takes the available money below limit.
+    LOW_BALANCE = 3
+    # Opening a session would make more than limit active sessions.
+    CONCURRENT_SESSIONS = 4
+
+
+class ControlAction(enum.IntEnum):
+    CONTROL_ACTION_UNSPECIFIED = 0
+    NOTIFY = 1
+    # No new grant (reserve, session quota, new session) for window_s.
+    DENY_GRANTS = 2
+    SUSPEND = 3
+    REAUTHORIZE = 4
 
 
 class CounterPeriod(enum.IntEnum):

@@ -7,7 +7,7 @@ residue (charged minus exact) is returned so the journal can record it.
 
 import dataclasses
 
-from grid.domain.outcomes import CounterPeriod, FinalUnitAction, Unit
+from grid.domain.outcomes import ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,11 +56,27 @@ class PolicyCounter:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Control:
+    """A fraud or policy control, evaluated in the shard as a charge commits (or a
+    session opens), journaled and traced when it fires."""
+
+    control_id: str
+    kind: ControlKind
+    limit: int
+    # The velocity window, and how long DENY_GRANTS lasts; a control fires at most once per window.
+    window_s: int
+    action: ControlAction
+    # USAGE_VELOCITY: the rating groups counted (SPEND_VELOCITY: empty = all).
+    rating_groups: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TariffPlan:
     tariff_plan_id: str
     rates: tuple[Rate, ...]
     version: int = 0
     policy_counters: tuple[PolicyCounter, ...] = ()
+    controls: tuple[Control, ...] = ()
 
     def counter(self, counter_id: str) -> PolicyCounter | None:
         for counter in self.policy_counters:

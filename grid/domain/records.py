@@ -28,6 +28,8 @@ class Account:
     # Sum of the account's active holds (expired but unswept ones included).
     reserved_micros: int
     created_at_ms: int
+    # A DENY_GRANTS control stops new grants until then.
+    grants_denied_until_ms: int = 0
 
     @property
     def key(self) -> AccountKey:
@@ -107,6 +109,23 @@ class CounterState:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.tenant, self.subscriber_id, self.counter_id)
+
+
+@dataclasses.dataclass(slots=True)
+class ControlState:
+    """A velocity control's recent amounts (in tenths of its window) and when it
+    may fire again."""
+
+    tenant: str
+    subscriber_id: str
+    control_id: str
+    # (bucket start ms, amount), oldest first, within the window.
+    buckets: tuple[tuple[int, int], ...]
+    quiet_until_ms: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.tenant, self.subscriber_id, self.control_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

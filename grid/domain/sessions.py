@@ -107,10 +107,12 @@ class SessionRules:
                 )
         # Nothing below refuses the request: from here on it applies as a whole.
         if isinstance(op, ops.CreateSession):
-            if account.state != AccountState.ACTIVE:
+            if account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
                 result = Result.END_USER_SERVICE_DENIED
             elif len(self._account_sessions.get(account.key, ())) >= self.limits.sessions_per_account_max:
                 result = Result.TOO_MANY_SESSIONS
+            elif self._session_opening_denied(account, now_ms, op.request_id, op.trace_id):
+                result = Result.TOO_MANY_SESSIONS  # the plan's cap on concurrent sessions
             else:
                 result = Result.SUCCESS
             if result != Result.SUCCESS:
@@ -296,7 +298,7 @@ class SessionRules:
 
     def _session_grant(self, op, session, account, rate, usage, now_ms):
         """A new hold for the group: min(requested, what the money buys)."""
-        if account.state != AccountState.ACTIVE:
+        if account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
             result = Result.END_USER_SERVICE_DENIED
         elif len(self._active_holds[account.key]) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS

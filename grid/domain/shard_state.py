@@ -35,6 +35,7 @@ from grid.domain.records import (
     Account,
     AccountKey,
     Charge,
+    ControlState,
     CounterState,
     IdempotencyRecord,
     JournalRecord,
@@ -46,6 +47,7 @@ from grid.domain.records import (
     Subscription,
 )
 from grid.domain.reservations import ReservationEvent, next_state
+from grid.domain.controls import ControlRules
 from grid.domain.policy_counters import CounterRules
 from grid.domain.sessions import SessionRules
 from grid.domain.validation import rejection_for
@@ -74,7 +76,7 @@ class Writes:
                     or self.deleted_notification_sequences or self.deleted_subscription_keys)
 
 
-class ShardState(SessionRules, CounterRules):
+class ShardState(SessionRules, CounterRules, ControlRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -101,6 +103,7 @@ class ShardState(SessionRules, CounterRules):
         self.expired_total = 0  # holds expired by this incarnation (a metric)
         self._init_sessions()
         self._init_counters()
+        self._init_controls()
 
     # ------------------------------------------------------------ batches
 
@@ -136,6 +139,8 @@ class ShardState(SessionRules, CounterRules):
             return reply
         for account, rating_group, used_units, charged_micros, request_id, trace_id in self._uncounted:
             self._count_charge(account, rating_group, used_units, charged_micros, now_ms, request_id, trace_id)
+            self._check_charge_controls(account, rating_group, used_units, charged_micros, now_ms, request_id,
+                                        trace_id)
         self._uncounted.clear()
         record = IdempotencyRecord(
             tenant=operation.tenant,
@@ -390,7 +395,7 @@ class ShardState(SessionRules, CounterRules):
         rate = None
         if account is None:
             result = Result.USER_UNKNOWN
-        elif account.state != AccountState.ACTIVE:
+        elif account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
             result = Result.END_USER_SERVICE_DENIED
         elif (rate := self._rate(account, op.rating_group)) is None:
             result = Result.RATING_FAILED
@@ -636,8 +641,8 @@ class ShardState(SessionRules, CounterRules):
 
     def _put_tariff(self, op: ops.PutTariff, now_ms: int) -> ops.PutTariffReply:
         current = self.tariffs.get(op.plan.tariff_plan_id)
-        if current is not None and (current.rates, current.policy_counters) == (op.plan.rates,
-                                                                                op.plan.policy_counters):
+        if current is not None and (current.rates, current.policy_counters, current.controls) == (
+                op.plan.rates, op.plan.policy_counters, op.plan.controls):
             return ops.PutTariffReply(Result.SUCCESS, version=current.version)
         plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1)
         self.tariffs[plan.tariff_plan_id] = plan
@@ -729,6 +734,8 @@ class ShardState(SessionRules, CounterRules):
                 state.notifications[record.sequence] = record
             elif isinstance(record, NotificationFloor):
                 state._notification_floors[record.key] = record
+            elif isinstance(record, ControlState):
+                state.control_states[record.key] = record
             elif isinstance(record, CounterState):
                 state.counters[record.key] = record
             elif isinstance(record, Subscription):

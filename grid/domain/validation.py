@@ -9,8 +9,8 @@ import re
 
 from grid.domain import operations as ops
 from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
-from grid.domain.outcomes import AccountState, CounterPeriod, ErrorCode, FinalUnitAction, Unit
-from grid.domain.rating import CounterThreshold, PolicyCounter, Rate, TariffPlan
+from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, ErrorCode, FinalUnitAction, Unit
+from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -135,6 +135,43 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
         elif rate.redirect_server_address:
             raise InvalidArgument(f"{where}.redirect_server_address", "applies only to final_unit_action REDIRECT")
     _validate_counters(plan, limits)
+    _validate_controls(plan, limits)
+
+
+# The longest velocity window (and grant denial) a control may have: 31 days.
+_CONTROL_WINDOW_MAX_S = 31 * 86_400
+
+
+def _validate_controls(plan: TariffPlan, limits: CoreLimits) -> None:
+    controls = plan.controls
+    if not isinstance(controls, tuple):
+        raise InvalidArgument("controls", "must be a list of controls")
+    if len(controls) > limits.counters_per_plan_max:
+        raise InvalidArgument("controls", f"at most {limits.counters_per_plan_max} controls per plan")
+    seen = set()
+    for index, control in enumerate(controls):
+        where = f"controls[{index}]"
+        if not isinstance(control, Control):
+            raise InvalidArgument(where, "must be a control")
+        _identifier(f"{where}.control_id", control.control_id, limits)
+        if control.control_id in seen:
+            raise InvalidArgument(f"{where}.control_id", "appears twice in the plan")
+        seen.add(control.control_id)
+        _enum(f"{where}.kind", control.kind, tuple(ControlKind)[1:])
+        _integer(f"{where}.limit", control.limit, 1, limits.amount_max_micros)
+        velocity = control.kind in (ControlKind.SPEND_VELOCITY, ControlKind.USAGE_VELOCITY)
+        _enum(f"{where}.action", control.action, tuple(ControlAction)[1:])
+        needs_window = velocity or control.action == ControlAction.DENY_GRANTS
+        _integer(f"{where}.window_s", control.window_s, 1 if needs_window else 0, _CONTROL_WINDOW_MAX_S)
+        if not isinstance(control.rating_groups, tuple) or len(set(control.rating_groups)) != len(
+                control.rating_groups):
+            raise InvalidArgument(f"{where}.rating_groups", "must list each rating group once")
+        for group_index, rating_group in enumerate(control.rating_groups):
+            _integer(f"{where}.rating_groups[{group_index}]", rating_group, 1, UINT32_MAX)
+        if control.kind == ControlKind.USAGE_VELOCITY and not control.rating_groups:
+            raise InvalidArgument(f"{where}.rating_groups", "a usage velocity control counts some rating groups")
+        if control.rating_groups and not velocity:
+            raise InvalidArgument(f"{where}.rating_groups", "applies only to velocity controls")
 
 
 def _validate_session(op, limits: CoreLimits) -> None:

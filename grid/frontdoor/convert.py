@@ -8,8 +8,8 @@ import enum
 from charging.v1 import charging_pb2 as pb
 
 from grid.domain import operations as ops
-from grid.domain.outcomes import AccountState, CounterPeriod, FinalUnitAction, Unit
-from grid.domain.rating import CounterThreshold, PolicyCounter, Rate, TariffPlan
+from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
+from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
 
 
 def _enum_or_raw(enum_class: type[enum.IntEnum], value: int):
@@ -90,7 +90,13 @@ def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
                       tuple(CounterThreshold(t.at_least, t.status) for t in counter.thresholds))
         for counter in request.policy_counters
     )
-    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates, policy_counters=counters), trace_id)
+    controls = tuple(
+        Control(c.control_id, _enum_or_raw(ControlKind, c.kind), c.limit, c.window_s,
+                _enum_or_raw(ControlAction, c.action), tuple(c.rating_groups))
+        for c in request.controls
+    )
+    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates, policy_counters=counters, controls=controls),
+                         trace_id)
 
 
 def get_tariff(request: pb.GetTariffRequest) -> ops.GetTariff:
@@ -305,6 +311,11 @@ def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
                 thresholds=[pb.PolicyCounterThreshold(at_least=t.at_least, status=t.status) for t in c.thresholds],
             )
             for c in plan.policy_counters
+        ],
+        controls=[
+            pb.PlanControl(control_id=c.control_id, kind=c.kind, limit=c.limit, window_s=c.window_s,
+                           action=c.action, rating_groups=list(c.rating_groups))
+            for c in plan.controls
         ],
     )
 

@@ -86,6 +86,8 @@ TYPE_CODES: dict[type, int] = {
     ops.GetCounters: 61,
     ops.CountersReply: 62,
     records.NotificationFloor: 15,
+    records.ControlState: 16,
+    rating.Control: 17,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
@@ -176,7 +178,7 @@ def unpack_batch(payload: bytes) -> list:
 
 ACCOUNT, RESERVATION, CHARGE, IDEMPOTENCY, JOURNAL, META, TARIFF = b"a", b"r", b"c", b"i", b"j", b"m", b"t"
 SESSION, NOTIFICATION = b"s", b"n"
-COUNTER, SUBSCRIPTION, NOTIFICATION_FLOOR = b"p", b"u", b"f"
+COUNTER, SUBSCRIPTION, NOTIFICATION_FLOOR, CONTROL = b"p", b"u", b"f", b"v"
 # Index of each subscriber's journal records (empty values): disputes by subscriber.
 SUBSCRIBER_JOURNAL = b"x"
 _SEPARATOR = b"\x00"  # ids are printable, so NUL never occurs inside one
@@ -238,6 +240,8 @@ def key_of(record) -> bytes:
         return COUNTER + _SEPARATOR.join(part.encode() for part in record.key)
     if isinstance(record, records.Subscription):
         return subscription_key(record.key)
+    if isinstance(record, records.ControlState):
+        return CONTROL + _SEPARATOR.join(part.encode() for part in record.key)
     if isinstance(record, records.NotificationFloor):
         return NOTIFICATION_FLOOR + _SEPARATOR.join(part.encode() for part in record.key)
     raise TypeError(f"no key for {type(record).__name__}")

@@ -79,8 +79,15 @@ def _rate(**fields) -> pb.RatingGroupRate:
     return _with(rate, **fields)
 
 
-def _put(plan_id, rates, counters=()) -> pb.PutTariffRequest:
-    return pb.PutTariffRequest(tariff_plan_id=plan_id, rates=rates, policy_counters=list(counters))
+def _put(plan_id, rates, counters=(), controls=()) -> pb.PutTariffRequest:
+    return pb.PutTariffRequest(tariff_plan_id=plan_id, rates=rates, policy_counters=list(counters),
+                               controls=list(controls))
+
+
+def _control(**fields) -> pb.PlanControl:
+    control = pb.PlanControl(control_id="burst", kind=pb.SPEND_VELOCITY, limit=1_000, window_s=60,
+                             action=pb.DENY_GRANTS)
+    return _with(control, **fields)
 
 
 def _threshold(at_least, status) -> pb.PolicyCounterThreshold:
@@ -332,6 +339,27 @@ CASES = [
           ("threshold-status-padded", {"thresholds": [_threshold(10, SPACED)]},
            "policy_counters[0].thresholds[0].status"),
       ]],
+    *[Case(f"put-tariff-control-{name}", "catalog.PutTariff",
+           (lambda c, fields=fields: _put(c.plan_id, [_rate()], controls=[_control(**fields)])), field)
+      for name, fields, field in [
+          ("id-empty", {"control_id": ""}, "controls[0].control_id"),
+          ("kind-unset", {"kind": 0}, "controls[0].kind"),
+          ("kind-unknown", {"kind": 9}, "controls[0].kind"),
+          ("limit-zero", {"limit": 0}, "controls[0].limit"),
+          ("velocity-without-window", {"window_s": 0}, "controls[0].window_s"),
+          ("window-too-long", {"window_s": 31 * 86_400 + 1}, "controls[0].window_s"),
+          ("action-unset", {"action": 0}, "controls[0].action"),
+          ("action-unknown", {"action": 9}, "controls[0].action"),
+          ("rating-group-zero", {"rating_groups": [0]}, "controls[0].rating_groups[0]"),
+          ("usage-without-groups", {"kind": pb.USAGE_VELOCITY, "rating_groups": []}, "controls[0].rating_groups"),
+          ("groups-on-low-balance", {"kind": pb.LOW_BALANCE, "action": pb.NOTIFY, "rating_groups": [5]},
+           "controls[0].rating_groups"),
+      ]],
+    Case("put-tariff-control-twice", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate()], controls=[_control(), _control()]), "controls[1].control_id"),
+    Case("put-tariff-too-many-controls", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate()], controls=[_control(control_id=f"c{i}") for i in range(33)]),
+         "controls"),
     Case("put-tariff-too-many-counters", "catalog.PutTariff",
          lambda c: _put(c.plan_id, [_rate()], counters=[_counter(counter_id=f"c{i}") for i in range(33)]),
          "policy_counters"),
@@ -406,6 +434,8 @@ def test_the_table_covers_every_field_of_every_request():
             for field in method.input_type.fields:
                 if field.name == "rates":
                     fields = [f.name for f in pb.RatingGroupRate.DESCRIPTOR.fields] + ["rates"]
+                elif field.name == "controls":
+                    fields = [f.name for f in pb.PlanControl.DESCRIPTOR.fields] + ["controls"]
                 elif field.name == "policy_counters":
                     fields = [f.name for f in pb.PolicyCounter.DESCRIPTOR.fields] + ["policy_counters", "at_least"]
                 elif field.name == "multiple_unit_usage":

@@ -12,10 +12,10 @@ from grid.domain import operations as ops
 from grid.domain import records
 from grid.domain.limits import CoreLimits
 from grid.domain.outcomes import (
-    AccountState, CounterPeriod, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
+    AccountState, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
     SessionState, Unit,
 )
-from grid.domain.rating import CounterThreshold, PolicyCounter, Rate, TariffPlan
+from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
 from grid.domain.shard_state import ShardState
 from grid.storage import codec
 from grid.storage.shard_store import ShardStore, StoreRefused
@@ -56,6 +56,11 @@ def _samples():
         records.CounterState(T, "sub", "data-month", 812, 1_700_000_000_000, "slowed"),
         records.Subscription(T, "sub", "pcf-1", ("data-month", "spend-day"), 12),
         records.NotificationFloor(T, "policy", "pcf-1", 41),
+        records.ControlState(T, "sub", "burst", ((1_000, 5), (2_000, 7)), 9_000),
+        TariffPlan("guarded", (Rate(1, Unit.EVENTS, 5, 1, 1),), 1, (), (
+            Control("burst", ControlKind.SPEND_VELOCITY, 1_000_000, 600, ControlAction.DENY_GRANTS, (1,)),
+            Control("low", ControlKind.LOW_BALANCE, 500_000, 0, ControlAction.NOTIFY),
+        )),
         TariffPlan("counted", (Rate(1, Unit.BYTES, 5, 1_000_000, 1000),), 2, (
             PolicyCounter("data-month", (1, 2), False, CounterPeriod.COUNTER_PERIOD_MONTH, "normal",
                           (CounterThreshold(800, "slowed"), CounterThreshold(1000, "capped"))),
@@ -227,7 +232,7 @@ def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
     items = _every_carried_kind()
     # Inside AccountReply, TariffPlan and the session records above.
     nested = {ops.ReservationView, Rate, ops.UnitUsage, ops.UnitInformation, ops.UpdateSession, ops.SessionReply,
-              PolicyCounter, CounterThreshold, ops.CounterStatusView}
+              PolicyCounter, CounterThreshold, ops.CounterStatusView, Control}
     assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
     assert codec.unpack_batch(codec.pack_batch(items)) == items
 

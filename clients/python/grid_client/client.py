@@ -183,15 +183,17 @@ class _Requests:
         return _Call("charging", "GetSession", pb.GetSessionRequest(subscriber_id=subscriber_id, session_id=session_id))
 
     @staticmethod
-    def put_tariff(tariff_plan_id, rates, policy_counters=()):
+    def put_tariff(tariff_plan_id, rates, policy_counters=(), controls=()):
         """rates: RatingGroupRate messages or dicts of their fields; policy_counters:
-        PolicyCounter messages or dicts (thresholds as dicts of at_least and status)."""
+        PolicyCounter messages or dicts (thresholds as dicts of at_least and status);
+        controls: PlanControl messages or dicts."""
         messages = [rate if isinstance(rate, pb.RatingGroupRate) else pb.RatingGroupRate(**rate) for rate in rates]
         counters = [c if isinstance(c, pb.PolicyCounter) else pb.PolicyCounter(
             **{**c, "thresholds": [pb.PolicyCounterThreshold(**t) if isinstance(t, dict) else t
                                    for t in c.get("thresholds", ())]}) for c in policy_counters]
+        plan_controls = [c if isinstance(c, pb.PlanControl) else pb.PlanControl(**c) for c in controls]
         return _Call("catalog", "PutTariff", pb.PutTariffRequest(tariff_plan_id=tariff_plan_id, rates=messages,
-                                                                 policy_counters=counters))
+                                                                 policy_counters=counters, controls=plan_controls))
 
     @staticmethod
     def subscribe(subscriber_id, client_id, counter_ids=(), request_id=None):

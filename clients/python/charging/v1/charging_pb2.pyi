@@ -72,6 +72,7 @@ class NotificationType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOTIFICATION_TYPE_UNSPECIFIED: _ClassVar[NotificationType]
     REAUTHORIZATION: _ClassVar[NotificationType]
     ABORT_CHARGING: _ClassVar[NotificationType]
+    ALERT: _ClassVar[NotificationType]
 
 class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -81,6 +82,23 @@ class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCOUNT_SUSPENDED: _ClassVar[NotificationReason]
     ACCOUNT_CLOSED: _ClassVar[NotificationReason]
     ACCOUNT_REACTIVATED: _ClassVar[NotificationReason]
+    CONTROL_FIRED: _ClassVar[NotificationReason]
+
+class ControlKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTROL_KIND_UNSPECIFIED: _ClassVar[ControlKind]
+    SPEND_VELOCITY: _ClassVar[ControlKind]
+    USAGE_VELOCITY: _ClassVar[ControlKind]
+    LOW_BALANCE: _ClassVar[ControlKind]
+    CONCURRENT_SESSIONS: _ClassVar[ControlKind]
+
+class ControlAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTROL_ACTION_UNSPECIFIED: _ClassVar[ControlAction]
+    NOTIFY: _ClassVar[ControlAction]
+    DENY_GRANTS: _ClassVar[ControlAction]
+    SUSPEND: _ClassVar[ControlAction]
+    REAUTHORIZE: _ClassVar[ControlAction]
 
 class CounterPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -115,6 +133,7 @@ class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOURNAL_POLICY_STATUS: _ClassVar[JournalKind]
     JOURNAL_SUBSCRIBED: _ClassVar[JournalKind]
     JOURNAL_UNSUBSCRIBED: _ClassVar[JournalKind]
+    JOURNAL_CONTROL_HIT: _ClassVar[JournalKind]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -159,12 +178,24 @@ RESTRICT_ACCESS: FinalUnitAction
 NOTIFICATION_TYPE_UNSPECIFIED: NotificationType
 REAUTHORIZATION: NotificationType
 ABORT_CHARGING: NotificationType
+ALERT: NotificationType
 NOTIFICATION_REASON_UNSPECIFIED: NotificationReason
 TOP_UP: NotificationReason
 TARIFF_CHANGED: NotificationReason
 ACCOUNT_SUSPENDED: NotificationReason
 ACCOUNT_CLOSED: NotificationReason
 ACCOUNT_REACTIVATED: NotificationReason
+CONTROL_FIRED: NotificationReason
+CONTROL_KIND_UNSPECIFIED: ControlKind
+SPEND_VELOCITY: ControlKind
+USAGE_VELOCITY: ControlKind
+LOW_BALANCE: ControlKind
+CONCURRENT_SESSIONS: ControlKind
+CONTROL_ACTION_UNSPECIFIED: ControlAction
+NOTIFY: ControlAction
+DENY_GRANTS: ControlAction
+SUSPEND: ControlAction
+REAUTHORIZE: ControlAction
 COUNTER_PERIOD_UNSPECIFIED: CounterPeriod
 COUNTER_PERIOD_DAY: CounterPeriod
 COUNTER_PERIOD_WEEK: CounterPeriod
@@ -190,6 +221,7 @@ JOURNAL_SESSION_SUPERVISED: JournalKind
 JOURNAL_POLICY_STATUS: JournalKind
 JOURNAL_SUBSCRIBED: JournalKind
 JOURNAL_UNSUBSCRIBED: JournalKind
+JOURNAL_CONTROL_HIT: JournalKind
 
 class MultipleUnitUsage(_message.Message):
     __slots__ = ("rating_group", "requested_units", "used_units")
@@ -836,26 +868,46 @@ class RatingGroupRate(_message.Message):
     def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
 
 class TariffPlan(_message.Message):
-    __slots__ = ("tariff_plan_id", "rates", "version", "policy_counters")
+    __slots__ = ("tariff_plan_id", "rates", "version", "policy_counters", "controls")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     RATES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
     rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
     version: int
     policy_counters: _containers.RepeatedCompositeFieldContainer[PolicyCounter]
-    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ...) -> None: ...
+    controls: _containers.RepeatedCompositeFieldContainer[PlanControl]
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ..., controls: _Optional[_Iterable[_Union[PlanControl, _Mapping]]] = ...) -> None: ...
 
 class PutTariffRequest(_message.Message):
-    __slots__ = ("tariff_plan_id", "rates", "policy_counters")
+    __slots__ = ("tariff_plan_id", "rates", "policy_counters", "controls")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     RATES_FIELD_NUMBER: _ClassVar[int]
     POLICY_COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
     rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
     policy_counters: _containers.RepeatedCompositeFieldContainer[PolicyCounter]
-    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ...) -> None: ...
+    controls: _containers.RepeatedCompositeFieldContainer[PlanControl]
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ..., controls: _Optional[_Iterable[_Union[PlanControl, _Mapping]]] = ...) -> None: ...
+
+class PlanControl(_message.Message):
+    __slots__ = ("control_id", "kind", "limit", "window_s", "action", "rating_groups")
+    CONTROL_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    control_id: str
+    kind: ControlKind
+    limit: int
+    window_s: int
+    action: ControlAction
+    rating_groups: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, control_id: _Optional[str] = ..., kind: _Optional[_Union[ControlKind, str]] = ..., limit: _Optional[int] = ..., window_s: _Optional[int] = ..., action: _Optional[_Union[ControlAction, str]] = ..., rating_groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PolicyCounterThreshold(_message.Message):
     __slots__ = ("at_least", "status")
