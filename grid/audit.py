@@ -19,7 +19,8 @@ import collections
 import dataclasses
 
 from grid.domain.outcomes import JournalKind, ReservationState, Result
-from grid.domain.records import Account, JournalRecord, Reservation
+from grid.domain.outcomes import SessionState
+from grid.domain.records import Account, JournalRecord, Reservation, Session
 
 PROBLEMS_LISTED_MAX = 50
 
@@ -63,12 +64,18 @@ _MOVES = {JournalKind.TOP_UP: 1, JournalKind.REFUND: 1, JournalKind.DEBIT: -1}
 def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAudit:
     report = ShardAudit(shard_id)
     accounts: dict[tuple, Account] = {}
+    sessions: dict[tuple, Session] = {}
+    session_holds: list[Reservation] = []
     held = collections.Counter()
     for record in records:
         if isinstance(record, Account):
             accounts[record.key] = record
         elif isinstance(record, Reservation) and record.state == ReservationState.ACTIVE:
             held[record.account_key] += record.held_micros
+            if record.request_id.startswith("session/"):
+                session_holds.append(record)
+        elif isinstance(record, Session):
+            sessions[record.key] = record
     report.accounts = len(accounts)
     report.journal_records = len(journal)
     report.balances_micros = sum(account.balance_micros for account in accounts.values())
@@ -77,6 +84,11 @@ def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAu
         if account.reserved_micros != held[key]:
             report.problem(f"{key}: {account.reserved_micros} held but its active holds hold {held[key]}")
 
+    for reservation in session_holds:  # a hold of a session that ended would never be returned
+        session = sessions.get((reservation.tenant, reservation.subscriber_id, reservation.session_id))
+        if session is None or session.state != SessionState.SESSION_STATE_ACTIVE:
+            report.problem(f"hold {reservation.reservation_id} is active but its session {reservation.session_id} "
+                           "is not")
     # The journal may start after 1 where retention dropped its oldest records.
     first = journal[0].sequence if journal else 1
     for expected, record in enumerate(journal, first):
@@ -143,6 +155,31 @@ def _leakage(report: ShardAudit, record: JournalRecord) -> None:
     elif record.kind == JournalKind.REFUND and record.result == Result.SUCCESS:
         leakage["refunds"]["count"] += 1
         leakage["refunds"]["micros"] += record.amount_micros
+
+
+def check_cdrs(exported: list[dict], journal_cdrs: list[dict]) -> list[str]:
+    """An exported CDR file against the CDRs the journal gives: none missing up to
+    the last one exported from each shard, none duplicated, none different."""
+    problems = []
+    seen: dict[str, dict] = {}
+    for cdr in exported:
+        if cdr["cdr_id"] in seen:
+            problems.append(f"CDR {cdr['cdr_id']} exported twice")
+        seen[cdr["cdr_id"]] = cdr
+    last = collections.defaultdict(int)
+    for cdr in exported:
+        last[int(cdr["shard_id"])] = max(last[int(cdr["shard_id"])], int(cdr["sequence"]))
+    expected = {c["cdr_id"]: c for c in journal_cdrs if int(c["sequence"]) <= last[int(c["shard_id"])]}
+    for cdr_id in expected.keys() - seen.keys():
+        problems.append(f"CDR {cdr_id} is in the journal but not in the export")
+    for cdr_id in seen.keys() - expected.keys():
+        problems.append(f"CDR {cdr_id} is in the export but not in the journal")
+    for cdr_id in seen.keys() & expected.keys():
+        mine, theirs = expected[cdr_id], seen[cdr_id]
+        for field in ("amount_micros", "units", "subscriber_id", "trace_id"):
+            if str(mine[field]) != str(theirs[field]):
+                problems.append(f"CDR {cdr_id}: {field} is {theirs[field]} in the export, {mine[field]} in the journal")
+    return problems
 
 
 def overall(shards: list[ShardAudit]) -> dict:

@@ -331,8 +331,45 @@ def cmd_audit(args) -> int:
             finally:
                 store.close()
         report = audit.overall(shards)
+    if args.cdrs is not None:
+        report["cdr_problems"] = _check_cdr_file(args)
+        report["ok"] = report["ok"] and not report["cdr_problems"]
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
+
+
+def _check_cdr_file(args) -> list[str]:
+    """An exported CDR file (JSON lines or CSV) against the CDRs the journals give now."""
+    import csv
+
+    from grid import audit, cdr
+
+    text = pathlib.Path(args.cdrs).read_text()
+    if text.startswith("cdr_id,"):
+        exported = list(csv.DictReader(text.splitlines()))
+    else:
+        exported = [json.loads(line) for line in text.splitlines() if line.strip()]
+    journal_cdrs: list[dict] = []
+    if args.data_dir is None:
+        with _client(args) as client:
+            cursor = ""
+            while True:
+                page = client.export_cdrs(cursor)
+                journal_cdrs += [{name: getattr(c, name) for name in cdr.FIELDS} for c in page.cdrs]
+                cursor = page.next_cursor
+                if not page.more:
+                    break
+    else:
+        from grid.storage.shard_store import ShardStore
+
+        data_dir = pathlib.Path(args.data_dir)
+        for shard_id in range(json.loads((data_dir / "grid.json").read_text())["shards"]):
+            store = ShardStore(data_dir / f"shard-{shard_id}", shard_id)
+            try:
+                journal_cdrs += [c for c in (cdr.cdr_of(shard_id, r) for r in store.journal()) if c is not None]
+            finally:
+                store.close()
+    return audit.check_cdrs(exported, journal_cdrs)
 
 
 def cmd_cdr_export(args) -> int:
@@ -469,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
         [(("subscriber",), {}), (("--currency",), {"required": True}), (("--tariff",), {"required": True}),
          (("--credit-limit-micros",), {"type": int, "default": 0})],
     )
+    _add_client_command(account, "bill", "charges, refunds and usage of a billing cycle (calendar month, UTC)",
+                        lambda c, a: c.get_billing_cycle(a.subscriber, a.at_ms),
+                        [(("subscriber",), {}), (("--at",), {"dest": "at_ms", "type": _parse_time_ms, "default": 0,
+                                                              "help": "a time in the cycle (default: now)"})],
+                        request_id=False)
     _add_client_command(account, "get", "show an account and its holds",
                         lambda c, a: c.get_account(a.subscriber), [(("subscriber",), {})])
     _add_client_command(
@@ -536,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
         "audit", help="reconcile every shard's journal with balances and holds; report leakage (exit 1 on a failure)")
     audit_command.add_argument("--data-dir", default=None,
                                help="audit this stopped grid's (or restored snapshot's) data offline instead")
+    audit_command.add_argument("--cdrs", default=None,
+                               help="also check this exported CDR file (grid cdr export output) against the journals")
     audit_command.set_defaults(handler=cmd_audit)
 
     cdrs = commands.add_parser("cdr", help="rated-event records").add_subparsers(dest="cdr_command", required=True)

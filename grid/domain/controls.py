@@ -21,8 +21,11 @@ from grid.domain.outcomes import (
     NotificationType,
     Result,
 )
+from grid.domain import operations as ops
+from grid.domain.outcomes import CounterPeriod
+from grid.domain.policy_counters import period_bounds
 from grid.domain.rating import Control
-from grid.domain.records import Account, ControlState
+from grid.domain.records import Account, BillingCycle, ControlState
 
 WINDOW_BUCKETS = 10
 
@@ -33,6 +36,34 @@ class ControlRules:
 
     def _init_controls(self) -> None:
         self.control_states: dict[tuple[str, str, str], ControlState] = {}
+        self.billing_cycles: dict[tuple[str, str, int], BillingCycle] = {}
+
+    # ------------------------------------------------------------ billing cycles (postpaid invoicing)
+
+    def _bill(self, account: Account, now_ms: int, rating_group: int = 0, units: int = 0, charged_micros: int = 0,
+              refunded_micros: int = 0) -> None:
+        """Accumulate a charge or a refund into the account's current billing cycle."""
+        start, end = period_bounds(CounterPeriod.COUNTER_PERIOD_MONTH, now_ms)
+        key = (account.tenant, account.subscriber_id, start)
+        cycle = self.billing_cycles.get(key)
+        if cycle is None:
+            cycle = BillingCycle(account.tenant, account.subscriber_id, start, end, 0, 0, ())
+            self.billing_cycles[key] = cycle
+        cycle.charged_micros += charged_micros
+        cycle.refunded_micros += refunded_micros
+        if charged_micros or units:
+            usage = {group: (group_units, group_micros) for group, group_units, group_micros in cycle.usage}
+            group_units, group_micros = usage.get(rating_group, (0, 0))
+            usage[rating_group] = (group_units + units, group_micros + charged_micros)
+            cycle.usage = tuple(sorted((group, u, m) for group, (u, m) in usage.items()))
+        self._mark("billing_cycle", key, cycle)
+
+    def _get_billing_cycle(self, op: ops.GetBillingCycle, now_ms: int) -> ops.BillingCycleReply:
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            return ops.BillingCycleReply(Result.USER_UNKNOWN)
+        start, _ = period_bounds(CounterPeriod.COUNTER_PERIOD_MONTH, op.at_ms or now_ms)
+        return ops.BillingCycleReply(Result.SUCCESS, self.billing_cycles.get((op.tenant, op.subscriber_id, start)))
 
     def _plan_controls(self, account: Account) -> tuple[Control, ...]:
         plan = self.tariffs.get(account.tariff_plan_id)

@@ -333,6 +333,21 @@ class ReadNotifications:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GetBillingCycle:
+    """The billing cycle holding at_ms (0: now)."""
+
+    tenant: str
+    subscriber_id: str
+    at_ms: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BillingCycleReply:
+    result: Result
+    cycle: object = None  # records.BillingCycle, or None when nothing was charged in it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class GetCounters:
     tenant: str
     subscriber_id: str
@@ -505,11 +520,11 @@ MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Re
 Operation = Union[
     CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, PutTariff,
     CreateSession, UpdateSession, ReleaseSession, Subscribe, Unsubscribe,
-    GetBalance, GetAccount, GetTransaction, GetTariff, GetSession, ReadNotifications, GetCounters,
+    GetBalance, GetAccount, GetTransaction, GetTariff, GetSession, ReadNotifications, GetCounters, GetBillingCycle,
 ]
 Reply = Union[
     MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, SessionInfoReply,
-    NotificationsReply, CountersReply, Rejection,
+    NotificationsReply, CountersReply, BillingCycleReply, Rejection,
 ]
 
 

@@ -128,6 +128,25 @@ class ControlState:
         return (self.tenant, self.subscriber_id, self.control_id)
 
 
+@dataclasses.dataclass(slots=True)
+class BillingCycle:
+    """An account's charges, refunds and usage in one billing cycle (a calendar
+    month, UTC): what a downstream invoice is made from."""
+
+    tenant: str
+    subscriber_id: str
+    period_start_ms: int
+    period_end_ms: int
+    charged_micros: int
+    refunded_micros: int
+    # (rating_group, units, charged_micros), sorted by rating group.
+    usage: tuple[tuple[int, int, int], ...]
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.tenant, self.subscriber_id, self.period_start_ms)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Subscription:
     """A policy function's subscription to some counters of one subscriber."""

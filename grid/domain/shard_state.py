@@ -34,6 +34,7 @@ from grid.domain.outcomes import (
 from grid.domain.records import (
     Account,
     AccountKey,
+    BillingCycle,
     Charge,
     ControlState,
     CounterState,
@@ -141,6 +142,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             self._count_charge(account, rating_group, used_units, charged_micros, now_ms, request_id, trace_id)
             self._check_charge_controls(account, rating_group, used_units, charged_micros, now_ms, request_id,
                                         trace_id)
+            self._bill(account, now_ms, rating_group, used_units, charged_micros)
         self._uncounted.clear()
         record = IdempotencyRecord(
             tenant=operation.tenant,
@@ -622,6 +624,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             account.balance_micros += op.amount_micros
             charge.refunded_micros += op.amount_micros
             assert 0 <= charge.refunded_micros <= charge.amount_micros
+            self._bill(account, now_ms, refunded_micros=op.amount_micros)
             self._mark("account", account.key, account)
             self._mark("charge", charge.charge_id, charge)
             self._journal(
@@ -734,6 +737,8 @@ class ShardState(SessionRules, CounterRules, ControlRules):
                 state.notifications[record.sequence] = record
             elif isinstance(record, NotificationFloor):
                 state._notification_floors[record.key] = record
+            elif isinstance(record, BillingCycle):
+                state.billing_cycles[record.key] = record
             elif isinstance(record, ControlState):
                 state.control_states[record.key] = record
             elif isinstance(record, CounterState):
@@ -797,4 +802,5 @@ _HANDLERS = {
     ops.Subscribe: ShardState._subscribe,
     ops.Unsubscribe: ShardState._unsubscribe,
     ops.GetCounters: ShardState._get_counters,
+    ops.GetBillingCycle: ShardState._get_billing_cycle,
 }

@@ -8,7 +8,7 @@ need state (is there such an account?) are outcomes, not validation.
 import re
 
 from grid.domain import operations as ops
-from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
+from grid.domain.limits import INT64_MAX, UINT32_MAX, UINT64_MAX, CoreLimits
 from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, ErrorCode, FinalUnitAction, Unit
 from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
 
@@ -272,6 +272,10 @@ def _validate_unsubscribe(op: ops.Unsubscribe, limits: CoreLimits) -> None:
     _identifier("client_id", op.client_id, limits)
 
 
+def _validate_billing_cycle(op: ops.GetBillingCycle, limits: CoreLimits) -> None:
+    _integer("at_ms", op.at_ms, 0, INT64_MAX)
+
+
 def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:
     session = isinstance(op.request_id, str) and op.request_id.startswith("session/")
     _identifier("request_id", op.request_id, limits,
@@ -307,6 +311,7 @@ _VALIDATORS = {
     ops.Subscribe: _validate_subscribe,
     ops.Unsubscribe: _validate_unsubscribe,
     ops.GetCounters: _nothing,
+    ops.GetBillingCycle: _validate_billing_cycle,
 }
 
 

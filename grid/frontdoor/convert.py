@@ -131,6 +131,23 @@ def unsubscribe(request: pb.UnsubscribeRequest, tenant: str, trace_id: str) -> o
     return ops.Unsubscribe(tenant, request.subscriber_id, request.request_id, request.client_id, trace_id)
 
 
+def get_billing_cycle(request: pb.GetBillingCycleRequest, tenant: str, trace_id: str = "") -> ops.GetBillingCycle:
+    return ops.GetBillingCycle(tenant, request.subscriber_id, request.at_ms)
+
+
+def billing_cycle_reply(reply: ops.BillingCycleReply) -> pb.GetBillingCycleResponse:
+    cycle = reply.cycle
+    if cycle is None:
+        return pb.GetBillingCycleResponse(result=reply.result)
+    return pb.GetBillingCycleResponse(
+        result=reply.result, period_start_ms=cycle.period_start_ms, period_end_ms=cycle.period_end_ms,
+        charged_micros=cycle.charged_micros, refunded_micros=cycle.refunded_micros,
+        net_micros=cycle.charged_micros - cycle.refunded_micros,
+        usage=[pb.RatingGroupUsage(rating_group=group, units=units, charged_micros=micros)
+               for group, units, micros in cycle.usage],
+    )
+
+
 def get_counters(request: pb.GetCountersRequest, tenant: str, trace_id: str = "") -> ops.GetCounters:
     return ops.GetCounters(tenant, request.subscriber_id)
 

@@ -210,6 +210,10 @@ class AccountServicer(_Base, pb_grpc.AccountServiceServicer):
         return await self._unary(context, "charging.v1.AccountService/GetAccount", request, convert.get_account,
                                  convert.account_reply, traced=False)
 
+    async def GetBillingCycle(self, request, context):
+        return await self._unary(context, "charging.v1.AccountService/GetBillingCycle", request,
+                                 convert.get_billing_cycle, convert.billing_cycle_reply, traced=False)
+
     async def SetAccountState(self, request, context):
         return await self._unary(context, "charging.v1.AccountService/SetAccountState", request,
                                  convert.set_account_state, convert.set_account_state_reply)

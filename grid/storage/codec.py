@@ -88,6 +88,9 @@ TYPE_CODES: dict[type, int] = {
     records.NotificationFloor: 15,
     records.ControlState: 16,
     rating.Control: 17,
+    records.BillingCycle: 18,
+    ops.GetBillingCycle: 63,
+    ops.BillingCycleReply: 64,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
@@ -178,7 +181,7 @@ def unpack_batch(payload: bytes) -> list:
 
 ACCOUNT, RESERVATION, CHARGE, IDEMPOTENCY, JOURNAL, META, TARIFF = b"a", b"r", b"c", b"i", b"j", b"m", b"t"
 SESSION, NOTIFICATION = b"s", b"n"
-COUNTER, SUBSCRIPTION, NOTIFICATION_FLOOR, CONTROL = b"p", b"u", b"f", b"v"
+COUNTER, SUBSCRIPTION, NOTIFICATION_FLOOR, CONTROL, BILLING_CYCLE = b"p", b"u", b"f", b"v", b"b"
 # Index of each subscriber's journal records (empty values): disputes by subscriber.
 SUBSCRIBER_JOURNAL = b"x"
 _SEPARATOR = b"\x00"  # ids are printable, so NUL never occurs inside one
@@ -240,6 +243,9 @@ def key_of(record) -> bytes:
         return COUNTER + _SEPARATOR.join(part.encode() for part in record.key)
     if isinstance(record, records.Subscription):
         return subscription_key(record.key)
+    if isinstance(record, records.BillingCycle):
+        return BILLING_CYCLE + record.tenant.encode() + _SEPARATOR + record.subscriber_id.encode() + _SEPARATOR \
+            + _SEQUENCE.pack(record.period_start_ms)
     if isinstance(record, records.ControlState):
         return CONTROL + _SEPARATOR.join(part.encode() for part in record.key)
     if isinstance(record, records.NotificationFloor):

@@ -89,3 +89,29 @@ def test_the_overall_report_sums_the_shards(history):
     total = audit.overall([one, one])
     assert total["ok"] and total["charges_micros"] == 2 * 5_452
     assert total["leakage"]["late_usage"] == {"count": 2, "micros": 3_000}
+
+
+def test_an_exported_cdr_file_is_checked_against_the_journal():
+    journal = [{"cdr_id": f"0-{n}", "shard_id": 0, "sequence": n, "amount_micros": 10 * n, "units": n,
+                "subscriber_id": "a", "trace_id": f"t{n}"} for n in (3, 5, 8)]
+    assert audit.check_cdrs([dict(c) for c in journal[:2]], journal) == []  # a prefix: fine
+    missing = audit.check_cdrs([journal[0], journal[2]], journal)
+    assert missing == ["CDR 0-5 is in the journal but not in the export"]
+    twice = audit.check_cdrs([journal[0], journal[0]], journal)
+    assert twice == ["CDR 0-3 exported twice"]
+    changed = audit.check_cdrs([{**journal[0], "amount_micros": 31}], journal)
+    assert changed == ["CDR 0-3: amount_micros is 31 in the export, 30 in the journal"]
+    invented = audit.check_cdrs([{**journal[0], "cdr_id": "0-4", "sequence": 4}], journal)
+    assert "CDR 0-4 is in the export but not in the journal" in invented
+
+
+def test_an_active_hold_of_a_session_that_ended_is_found(history):
+    from grid.domain.outcomes import ReservationState, SessionState
+    from grid.domain.records import Reservation, Session
+
+    records, journal = _state_and_journal(history)
+    session = Session("default", ALICE, "gone", SessionState.SESSION_STATE_RELEASED, "", 3, (), 1, 2, 0, 2)
+    leak = Reservation("R3-99", "default", ALICE, "gone", 1, 10, 0, 0, ReservationState.ACTIVE, 1, 10**15,
+                       "session/gone/1")
+    report = audit.audit_shard(3, records + [session, leak], journal)
+    assert any("R3-99 is active but its session gone is not" in p for p in report.problems)

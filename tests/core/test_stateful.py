@@ -36,7 +36,9 @@ from grid.domain import operations as ops
 from grid.domain.limits import CoreLimits
 from grid.domain.outcomes import AccountState, ErrorCode, JournalKind, ReservationState, Result, Unit
 from grid.domain.rating import Rate, TariffPlan
-from grid.domain.records import Account, Charge, IdempotencyRecord, JournalRecord, Reservation, ShardMeta
+from grid.domain.records import (
+    Account, BillingCycle, Charge, IdempotencyRecord, JournalRecord, Reservation, ShardMeta,
+)
 from grid.domain.shard_state import ShardState
 
 T = ops.DEFAULT_TENANT
@@ -329,6 +331,8 @@ def natural_key(record) -> tuple:
         return ("meta",)
     if isinstance(record, TariffPlan):
         return ("tariff", record.tariff_plan_id)
+    if isinstance(record, BillingCycle):
+        return ("billing_cycle", *record.key)
     raise AssertionError(f"the core wrote an unknown record {record!r}")
 
 

@@ -62,3 +62,24 @@ def test_offline_audit_refuses_a_running_grids_data(audited_grid):
     done = subprocess.run([sys.executable, "-m", "grid.cli", "audit", "--data-dir",
                            str(audited_grid.grid.grid.config.data_dir)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "audit a restored snapshot" in done.stderr
+
+
+def test_an_exported_cdr_file_reconciles_and_a_missing_line_is_found(audited_grid, tmp_path):
+    grid = audited_grid
+    subscriber = open_account(grid.stubs, put_plan(grid.stubs))
+    for _ in range(2):
+        grid.calls.debit(subscriber.id, 1, rating_group=SMS)
+    cli = [sys.executable, "-m", "grid.cli", "--target", grid.target]
+    exported = subprocess.run(cli + ["cdr", "export", "--format", "csv"], capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    whole = tmp_path / "cdrs.csv"
+    whole.write_text(exported.stdout)
+    done = subprocess.run(cli + ["audit", "--cdrs", str(whole)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout)["cdr_problems"] == [], done.stdout
+    lines = exported.stdout.splitlines()
+    mine = next(i for i, line in enumerate(lines) if subscriber.id in line)
+    holed = tmp_path / "holed.csv"
+    holed.write_text("\n".join(lines[:mine] + lines[mine + 1:]) + "\n")
+    done = subprocess.run(cli + ["audit", "--cdrs", str(holed)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert any("not in the export" in p for p in json.loads(done.stdout)["cdr_problems"])

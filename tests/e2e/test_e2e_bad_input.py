@@ -390,6 +390,10 @@ CASES = [
     Case("watch-client-too-long", "charging.WatchNotifications", lambda c: watch(c, client_id=LONG), "client_id"),
     Case("watch-cursor-foreign", "charging.WatchNotifications", lambda c: watch(c, cursor="c9.1.2"), "cursor"),
     Case("watch-cursor-wrong-shape", "charging.WatchNotifications", lambda c: watch(c, cursor="c1.x"), "cursor"),
+    *id_cases("bill", "account.GetBillingCycle",
+              lambda c, **f: _with(pb.GetBillingCycleRequest(subscriber_id=c.subscriber_id), **f), "subscriber_id"),
+    Case("bill-at-negative", "account.GetBillingCycle",
+         lambda c: pb.GetBillingCycleRequest(subscriber_id=c.subscriber_id, at_ms=-1), "at_ms"),
     # ------------------------------------------------------------ CatalogService.GetTariff
     Case("get-tariff-id-empty", "catalog.GetTariff", lambda c: pb.GetTariffRequest(), "tariff_plan_id"),
     Case("get-tariff-id-too-long", "catalog.GetTariff", lambda c: pb.GetTariffRequest(tariff_plan_id=LONG),

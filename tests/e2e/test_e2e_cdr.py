@@ -142,3 +142,18 @@ def test_the_cli_exports_csv_and_json_lines_and_prints_the_cursor(embedded, subs
     assert subscriber.id not in lines and again == cursor
     first, _ = run("--limit", "1")
     assert len(first.splitlines()) == 1 and json.loads(first)["cdr_id"]
+
+
+def test_the_billing_cycle_accumulates_charges_refunds_and_usage_per_rating_group(client, embedded, subscriber,
+                                                                                   history):
+    cycle = client.get_billing_cycle(subscriber.id)
+    assert cycle.result == pb.SUCCESS
+    assert (cycle.charged_micros, cycle.refunded_micros, cycle.net_micros) == (
+        75 * VOICE_MICROS_PER_S + 2 * SMS_MICROS, 1_000, 75 * VOICE_MICROS_PER_S + 2 * SMS_MICROS - 1_000)
+    assert [(u.rating_group, u.units, u.charged_micros) for u in cycle.usage] == [
+        (VOICE, 75, 75 * VOICE_MICROS_PER_S), (SMS, 2, 2 * SMS_MICROS)]
+    assert cycle.period_start_ms < time.time() * 1000 < cycle.period_end_ms
+    shown = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "account", "bill",
+                            subscriber.id], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert int(json.loads(shown.stdout)["net_micros"]) == cycle.net_micros

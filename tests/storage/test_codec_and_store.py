@@ -57,6 +57,7 @@ def _samples():
         records.Subscription(T, "sub", "pcf-1", ("data-month", "spend-day"), 12),
         records.NotificationFloor(T, "policy", "pcf-1", 41),
         records.ControlState(T, "sub", "burst", ((1_000, 5), (2_000, 7)), 9_000),
+        records.BillingCycle(T, "sub", 1_793_491_200_000, 1_796_083_200_000, 120_000, 500, ((1, 61, 120_000),)),
         TariffPlan("guarded", (Rate(1, Unit.EVENTS, 5, 1, 1),), 1, (), (
             Control("burst", ControlKind.SPEND_VELOCITY, 1_000_000, 600, ControlAction.DENY_GRANTS, (1,)),
             Control("low", ControlKind.LOW_BALANCE, 500_000, 0, ControlAction.NOTIFY),
@@ -225,6 +226,8 @@ def _every_carried_kind():
         ops.GetCounters(T, "s"), ops.UnsubscribeReply(Result.SUCCESS, True),
         ops.SubscribeReply(Result.SUCCESS, (ops.CounterStatusView("data-month", "slowed", 812, 1, 2, "normal", 2),)),
         ops.CountersReply(Result.SUCCESS, (ops.CounterStatusView("spend-day", "ok", 0, 1, 2),)),
+        ops.GetBillingCycle(T, "s", 5), ops.BillingCycleReply(Result.USER_UNKNOWN),
+        ops.BillingCycleReply(Result.SUCCESS, records.BillingCycle(T, "s", 1, 2, 3, 4, ((7, 8, 9),))),
     ]
 
 

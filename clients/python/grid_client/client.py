@@ -210,6 +210,11 @@ class _Requests:
         return _Call("spending", "Unsubscribe", request, subscriber_id, request_id)
 
     @staticmethod
+    def get_billing_cycle(subscriber_id, at_ms=0):
+        """Charges, refunds and usage of the billing cycle (calendar month) holding at_ms (0: now)."""
+        return _Call("account", "GetBillingCycle", pb.GetBillingCycleRequest(subscriber_id=subscriber_id, at_ms=at_ms))
+
+    @staticmethod
     def get_counters(subscriber_id):
         return _Call("spending", "GetCounters", pb.GetCountersRequest(subscriber_id=subscriber_id))
 
@@ -295,7 +300,7 @@ class ChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -385,7 +390,7 @@ class AsyncChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):

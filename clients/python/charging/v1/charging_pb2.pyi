@@ -747,6 +747,42 @@ class GetCountersResponse(_message.Message):
     statuses: _containers.RepeatedCompositeFieldContainer[CounterStatus]
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., statuses: _Optional[_Iterable[_Union[CounterStatus, _Mapping]]] = ...) -> None: ...
 
+class GetBillingCycleRequest(_message.Message):
+    __slots__ = ("subscriber_id", "at_ms")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    at_ms: int
+    def __init__(self, subscriber_id: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+
+class RatingGroupUsage(_message.Message):
+    __slots__ = ("rating_group", "units", "charged_micros")
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    rating_group: int
+    units: int
+    charged_micros: int
+    def __init__(self, rating_group: _Optional[int] = ..., units: _Optional[int] = ..., charged_micros: _Optional[int] = ...) -> None: ...
+
+class GetBillingCycleResponse(_message.Message):
+    __slots__ = ("result", "period_start_ms", "period_end_ms", "charged_micros", "refunded_micros", "net_micros", "usage")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_MS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_MS_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    NET_MICROS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    period_start_ms: int
+    period_end_ms: int
+    charged_micros: int
+    refunded_micros: int
+    net_micros: int
+    usage: _containers.RepeatedCompositeFieldContainer[RatingGroupUsage]
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., period_start_ms: _Optional[int] = ..., period_end_ms: _Optional[int] = ..., charged_micros: _Optional[int] = ..., refunded_micros: _Optional[int] = ..., net_micros: _Optional[int] = ..., usage: _Optional[_Iterable[_Union[RatingGroupUsage, _Mapping]]] = ...) -> None: ...
+
 class CreateAccountRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -893,6 +893,11 @@ class AccountServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.SetAccountStateRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.SetAccountStateResponse.FromString,
                 _registered_method=True)
+        self.GetBillingCycle = channel.unary_unary(
+                '/charging.v1.AccountService/GetBillingCycle',
+                request_serializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -919,6 +924,14 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBillingCycle(self, request, context):
+        """The account's charges, refunds and usage per rating group in one billing
+        cycle (a calendar month, UTC): what a postpaid invoice is made from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -936,6 +949,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.SetAccountState,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.SetAccountStateRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.SetAccountStateResponse.SerializeToString,
+            ),
+            'GetBillingCycle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBillingCycle,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1021,6 +1039,33 @@ class AccountService:
             '/charging.v1.AccountService/SetAccountState',
             charging_dot_v1_dot_charging__pb2.SetAccountStateRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.SetAccountStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBillingCycle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AccountService/GetBillingCycle',
+            charging_dot_v1_dot_charging__pb2.GetBillingCycleRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.GetBillingCycleResponse.FromString,
             options,
             channel_credentials,
             insecure,
