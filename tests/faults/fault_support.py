@@ -12,7 +12,6 @@ import os
 import pathlib
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from grid.domain.records import (
     Account, Charge, IdempotencyRecord, JournalRecord, Reservation, Session, ShardMeta,
 )
 from grid.storage.shard_store import ShardStore
-from server_process import STARTUP_TIMEOUT_S, ServerProcess, free_port
+from server_process import ServerProcess
 
 RATING_GROUP = 7
 # 1_001 micros per 3 events, billed per 2: charges round, holds and cumulative debits must still add up.
@@ -68,26 +67,9 @@ class FaultServer(ServerProcess):
         self.starts = 0
 
     def start(self) -> "FaultServer":
-        self.port = free_port()
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--shards", str(self.shards), *self.serve_args],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "RAY_DEDUP_LOGS": "0", **self.env},
-        )
-        log.close()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline().decode()
-            if "grid listening" in line:
-                self.starts += 1
-                return self
-            if not line and self.process.poll() is not None:
-                break
-        self.kill()
-        raise RuntimeError(f"grid serve did not start (seed {self.seed}); see {self.log_path}:\n"
-                           f"{self.log_path.read_text()[-3000:]}")
+        self._launch(["--shards", str(self.shards), *self.serve_args], failure_context=f" (seed {self.seed})")
+        self.starts += 1
+        return self
 
     def shard_processes(self) -> dict[int, psutil.Process]:
         """shard id -> the process holding that shard's RocksDB lock (its actor)."""

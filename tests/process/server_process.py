@@ -7,6 +7,7 @@ SIGKILL, like a machine losing power, and nothing is left behind.
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import time
 import psutil
 
 STARTUP_TIMEOUT_S = 120
+LISTENING = re.compile(r"grid listening on [^ ]*:(\d+) ")
 
 
 def free_port() -> int:
@@ -31,7 +33,7 @@ class ServerProcess:
         self.data_dir = data_dir
         self.shards = shards
         self.ray_address = ray_address
-        self.port = free_port()
+        self.port = 0  # known once started: the server picks it
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.extra_args: list[str] = []  # more `grid serve` flags
@@ -41,24 +43,32 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "ServerProcess":
-        self.port = free_port()
+        return self._launch(["--shards", str(self.shards)]
+                            + (["--ray-address", self.ray_address] if self.ray_address else []) + self.extra_args)
+
+    def _launch(self, serve_args: list[str], failure_context: str = "") -> "ServerProcess":
+        """`grid serve --port 0 ...`: the server binds a port the kernel chooses and
+        prints it. (A port picked here and passed in could be taken by a Ray worker
+        before the server binds it: CI saw exactly that.)"""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--shards", str(self.shards)] + (["--ray-address", self.ray_address] if self.ray_address else [])
-            + self.extra_args,
+            [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", "0", *serve_args],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "RAY_DEDUP_LOGS": "0", **self.env},
         )
+        log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             line = self.process.stdout.readline().decode()
-            if "grid listening" in line:
+            listening = LISTENING.search(line)
+            if listening:
+                self.port = int(listening.group(1))
                 return self
             if not line and self.process.poll() is not None:
                 break
         self.kill()
-        raise RuntimeError(f"grid serve did not start; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"grid serve did not start{failure_context}; see {self.log_path}:\n"
+                           f"{self.log_path.read_text()[-3000:]}")
 
     def _session_processes(self) -> list[psutil.Process]:
         session = self.process.pid  # session leader: its pid is the session id
@@ -103,7 +113,7 @@ class RayHead:
     def __init__(self) -> None:
         import secrets
 
-        self.port = free_port()
+        self.port = free_port()  # the GCS port; `ray start` cannot report one it chose
         self.process: subprocess.Popen | None = None
         # Ray clusters started by `ray start` require a token; the grid joins with it.
         self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
