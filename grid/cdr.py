@@ -54,7 +54,7 @@ def cdr_of(shard_id: int, record: JournalRecord) -> dict | None:
         "rating_group": record.rating_group, "units": record.units, "amount_micros": record.amount_micros,
         "rounding_residue_picos": record.rounding_residue_picos, "tariff_plan_id": record.tariff_plan_id,
         "tariff_version": record.tariff_version, "late": record.late, "overage_micros": record.overage_micros,
-        "trace_id": record.trace_id, "span_id": record.span_id,
+        "trace_id": record.trace_id, "span_id": record.span_id, "tenant": record.tenant,
     }
 
 

@@ -1,7 +1,8 @@
 """`grid`: serve the grid, run a demo, and operate it through the Python client.
 
-    grid serve [--data-dir grid-data] [--port 50051] [--shards 2] [--ray-address ADDR]
+    grid serve --plaintext | --tls-cert F --tls-key F [--tls-client-ca F] [--auth-file F] [--data-dir grid-data] [--port 50051] [--shards 2]
     grid demo
+    grid auth new-key --name N --tenant T --scope grid:charging
     grid tariff put PLAN --rate RATING_GROUP:UNIT:PRICE_MICROS:RATE_UNITS:INCREMENT_UNITS ...
     grid account create SUBSCRIBER --currency EUR --tariff PLAN [--credit-limit-micros N]
     grid topup SUBSCRIBER AMOUNT_MICROS
@@ -26,6 +27,7 @@ from google.protobuf import json_format
 
 from grid.config import GridConfig
 from grid.domain.limits import CoreLimits
+from grid import security
 from grid.tracing import TracingPolicy
 
 UNITS = {"SECONDS": 1, "BYTES": 2, "EVENTS": 3}
@@ -149,6 +151,16 @@ def _config(args) -> GridConfig:
         tracing=TracingPolicy(export_ratio=args.trace_export_ratio, subscriber_ids=args.span_subscriber_ids,
                               subscriber_id_salt=os.environ.get("GRID_SUBSCRIBER_ID_SALT", "")),
         limits=CoreLimits(validity_time_s=args.validity_time_s, expiry_grace_s=args.expiry_grace_s),
+        tls=security.TlsFiles(pathlib.Path(args.tls_cert), pathlib.Path(args.tls_key),
+                              pathlib.Path(args.tls_client_ca) if args.tls_client_ca else None)
+        if args.tls_cert or args.tls_key else None,
+        plaintext=args.plaintext, plaintext_any_host=args.plaintext_any_host,
+        auth=security.load_auth(pathlib.Path(args.auth_file)) if args.auth_file else security.AuthConfig(),
+        anonymous_any_host=args.anonymous_any_host,
+        tenant_rate=security.RateLimit(args.tenant_requests_per_s, args.tenant_burst or int(args.tenant_requests_per_s)),
+        subscriber_rate=security.RateLimit(args.subscriber_requests_per_s,
+                                           args.subscriber_burst or int(args.subscriber_requests_per_s)),
+        calls_max=args.calls_max,
     )
 
 
@@ -163,7 +175,16 @@ def _install_uvloop() -> None:
 def cmd_serve(args) -> int:
     from grid.server import Grid
 
-    config = _config(args)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("grid serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    try:
+        config = _config(args)
+        security.check_listener(config.host, config.tls, config.plaintext, config.plaintext_any_host,
+                                config.auth.enabled, config.anonymous_any_host)
+    except security.ConfigError as error:
+        print(f"grid serve: {error}", file=sys.stderr)
+        return 2
     _install_uvloop()
 
     def ready(grid) -> None:
@@ -184,10 +205,22 @@ def cmd_demo(args) -> int:
     return demo.run(pathlib.Path(args.data_dir) if args.data_dir else None)
 
 
-def _client(args):
-    from grid_client import ChargingClient
+def cmd_auth_new_key(args) -> int:
+    """A random 256-bit key; only its SHA-256 goes into the auth file."""
+    import secrets
 
-    return ChargingClient(args.target)
+    key = "grid_" + secrets.token_urlsafe(32)
+    entry = {"name": args.name, "tenant": args.tenant, "key_sha256": security.hash_key(key), "scopes": args.scope}
+    print(f"API key (shown once; give it to {args.name} as GRID_API_KEY or x-api-key): {key}")
+    print("auth file entry, under api_keys:")
+    print(json.dumps(entry))
+    return 0
+
+
+def _client(args):
+    from grid_client import ChargingClient, Credentials
+
+    return ChargingClient(args.target, credentials=Credentials.from_environment())
 
 
 def cmd_client(args) -> int:
@@ -480,7 +513,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--span-subscriber-ids", choices=["plain", "hashed", "none"],
                        default=defaults.tracing.subscriber_ids,
                        help="subscriber ids in spans: plain, hashed with GRID_SUBSCRIBER_ID_SALT, or none")
+    secure = serve.add_argument_group("security (README: Secure deployment)")
+    secure.add_argument("--plaintext", action="store_true",
+                        help="serve without TLS (allowed on loopback only, unless --plaintext-any-host)")
+    secure.add_argument("--plaintext-any-host", action="store_true",
+                        help="allow plaintext on a non-loopback host (a mesh sidecar encrypts)")
+    secure.add_argument("--tls-cert", default="", help="PEM certificate chain of the front door")
+    secure.add_argument("--tls-key", default="", help="PEM private key of the front door")
+    secure.add_argument("--tls-client-ca", default="",
+                        help="PEM CA bundle: require client certificates signed by it (mutual TLS)")
+    secure.add_argument("--auth-file", default="", help="YAML or JSON with api_keys, jwt and per-tenant rates")
+    secure.add_argument("--anonymous-any-host", action="store_true",
+                        help="serve a non-loopback host with no credentials configured (everyone trusted)")
+    secure.add_argument("--tenant-requests-per-s", type=float, default=0.0,
+                        help="requests per second per tenant (0: unlimited; the auth file may override)")
+    secure.add_argument("--tenant-burst", type=int, default=0, help="requests above the rate a tenant may burst")
+    secure.add_argument("--subscriber-requests-per-s", type=float, default=0.0,
+                        help="requests per second per subscriber (0: unlimited)")
+    secure.add_argument("--subscriber-burst", type=int, default=0)
+    secure.add_argument("--calls-max", type=int, default=defaults.calls_max,
+                        help="calls served at once, streams included (RESOURCE_EXHAUSTED past it)")
     serve.set_defaults(handler=cmd_serve)
+
+    auth = commands.add_parser("auth", help="credentials").add_subparsers(dest="auth_command", required=True)
+    new_key = auth.add_parser("new-key", help="make an API key: prints the key once, and the auth-file entry")
+    new_key.add_argument("--name", required=True, help="who holds it (shown in the admin log)")
+    new_key.add_argument("--tenant", required=True)
+    new_key.add_argument("--scope", action="append", required=True, choices=sorted(security.ALL_SCOPES))
+    new_key.set_defaults(handler=cmd_auth_new_key)
 
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")
     demo.add_argument("--data-dir", default=None, help="default: a temporary directory")

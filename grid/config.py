@@ -6,6 +6,7 @@ import os
 import pathlib
 
 from grid.domain.limits import CoreLimits
+from grid.security import AuthConfig, RateLimit, TlsFiles
 from grid.tracing import TracingPolicy
 from grid.routing import SLOTS_DEFAULT
 
@@ -56,6 +57,27 @@ class GridConfig:
     # Prometheus scrape endpoint (/metrics) on host:metrics_port; 0 serves none.
     metrics_port: int = 0
     limits: CoreLimits = CoreLimits()
+    # The front door's listener: TLS (mutual when tls.client_ca_path is set), or
+    # plaintext only when asked for, and then only on loopback unless
+    # plaintext_any_host (a mesh sidecar encrypting for us) says otherwise.
+    tls: TlsFiles | None = None
+    plaintext: bool = False
+    plaintext_any_host: bool = False
+    # API keys and JWT settings (grid/security.py); none configured: every caller is
+    # the default tenant with every scope, allowed on loopback only unless this is set.
+    auth: AuthConfig = AuthConfig()
+    anonymous_any_host: bool = False
+    # Requests per second per tenant (overridable per tenant in the auth file) and
+    # per subscriber, each with its burst; 0 = unlimited. Past them: RESOURCE_EXHAUSTED
+    # with a RetryInfo saying when to come back.
+    tenant_rate: RateLimit = RateLimit()
+    subscriber_rate: RateLimit = RateLimit()
+    # Calls (streams included) the front door serves at once (gRPC answers
+    # RESOURCE_EXHAUSTED past it), and HTTP/2 streams one connection may open.
+    calls_max: int = 20_000
+    streams_per_connection_max: int = 2_000
+    # The admin audit log (grid/admin_log.py), one fsynced JSON line per admin call.
+    admin_log_name: str = "admin-audit.jsonl"
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= self.slots:
@@ -68,6 +90,8 @@ class GridConfig:
             raise ValueError("snapshot_interval_s must be >= 0 and snapshot_retention_count >= 1")
         if self.batches_in_flight_max < 1:
             raise ValueError("batches_in_flight_max must be at least 1")
+        if self.calls_max < 1 or self.streams_per_connection_max < 1:
+            raise ValueError("calls_max and streams_per_connection_max must be at least 1")
 
 
 def env_int(name: str, default: int) -> int:

@@ -26,7 +26,7 @@ def run(data_dir: pathlib.Path | None = None) -> int:
         scratch = tempfile.TemporaryDirectory(prefix="grid-demo-")
         data_dir = pathlib.Path(scratch.name)
     started = time.monotonic()
-    embedded = EmbeddedGrid(GridConfig(data_dir=data_dir, port=0))
+    embedded = EmbeddedGrid(GridConfig(plaintext=True, data_dir=data_dir, port=0))
     embedded.start()
     print(f"grid serving on {embedded.target} with 2 shards in {time.monotonic() - started:.1f}s (data: {data_dir})")
     try:

@@ -18,9 +18,12 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from grid import cluster, tracing
+from grid import cluster, security, tracing
+from grid.admin_log import AdminLog
 from grid.config import GridConfig
+from grid.domain.operations import DEFAULT_TENANT
 from grid.frontdoor.batcher import ShardBatcher
+from grid.frontdoor.guard import Guard
 from grid.frontdoor.router import Router
 from grid.frontdoor.admin import AdminServicer
 from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer, SpendingLimitServicer
@@ -50,6 +53,10 @@ class Grid:
 
     async def start(self) -> int:
         config = self.config
+        # Before anything starts: a front door open by accident never serves.
+        security.check_listener(config.host, config.tls, config.plaintext, config.plaintext_any_host,
+                                config.auth.enabled, config.anonymous_any_host)
+        tls_material = config.tls.read() if config.tls is not None else None
         cluster.check_manifest(config)
         self._owns_ray = cluster.start_ray(config)
         self.tracing = tracing.Tracing.from_environment("charging-grid", config.tracing)
@@ -72,6 +79,12 @@ class Grid:
         for batcher in batchers:
             batcher.start()
         self._router = Router(ShardMap.even(config.slots, config.shards), batchers, config.limits, self.tracing)
+        self._router.guard = Guard(
+            security.Authenticator(config.auth),
+            security.RateLimiter(config.tenant_rate, config.subscriber_rate, config.auth.tenant_rates),
+            AdminLog(config.data_dir / config.admin_log_name))
+        if not config.auth.enabled:
+            log.warning("no credentials configured: every caller is tenant %r with every scope", DEFAULT_TENANT)
         if config.metrics_port:
             from grid.metrics import Metrics
 
@@ -80,8 +93,9 @@ class Grid:
             for batcher in batchers:
                 batcher.metrics = self.metrics
             self._metrics_task = asyncio.get_running_loop().create_task(self._poll_shard_metrics())
-        server = grpc.aio.server(options=[
+        server = grpc.aio.server(maximum_concurrent_rpcs=config.calls_max, options=[
             ("grpc.max_receive_message_length", config.message_bytes_max),
+            ("grpc.max_concurrent_streams", config.streams_per_connection_max),
             ("grpc.so_reuseport", 0),
         ])
         charging = ChargingServicer(self._router, config.stream_operations_max, watchers_max=config.watchers_max,
@@ -96,7 +110,13 @@ class Grid:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(SERVICE_NAMES + [reflection.SERVICE_NAME, health.SERVICE_NAME], server)
-        self.port = server.add_insecure_port(f"{config.host}:{config.port}")
+        address = f"{config.host}:{config.port}"
+        if tls_material is not None:
+            cert, key, client_ca = tls_material
+            self.port = server.add_secure_port(address, grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None))
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
         await server.start()

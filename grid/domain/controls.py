@@ -66,7 +66,7 @@ class ControlRules:
         return ops.BillingCycleReply(Result.SUCCESS, self.billing_cycles.get((op.tenant, op.subscriber_id, start)))
 
     def _plan_controls(self, account: Account) -> tuple[Control, ...]:
-        plan = self.tariffs.get(account.tariff_plan_id)
+        plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
         return plan.controls if plan is not None else ()
 
     def _grants_denied(self, account: Account, now_ms: int) -> bool:

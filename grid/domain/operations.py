@@ -13,7 +13,7 @@ from typing import ClassVar, Union
 from grid.domain.outcomes import AccountState, ErrorCode, FinalUnitAction, ReservationState, Result, SessionState
 from grid.domain.rating import TariffPlan
 
-DEFAULT_TENANT = "default"
+from grid.domain.rating import DEFAULT_TENANT  # noqa: E402,F401 - re-exported
 
 
 # ---------------------------------------------------------------- mutating
@@ -311,6 +311,7 @@ class GetTransaction:
 @dataclasses.dataclass(frozen=True, slots=True)
 class GetTariff:
     tariff_plan_id: str
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

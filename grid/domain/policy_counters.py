@@ -55,7 +55,7 @@ class CounterRules:
         self._deleted_subscriptions: list[tuple[str, str, str]] = []
 
     def _plan_counters(self, account: Account) -> tuple[PolicyCounter, ...]:
-        plan = self.tariffs.get(account.tariff_plan_id)
+        plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
         return plan.policy_counters if plan is not None else ()
 
     # ------------------------------------------------------------ counting
@@ -131,7 +131,7 @@ class CounterRules:
             account = self.accounts.get(key[:2])
             if state is None or account is None:
                 continue
-            plan = self.tariffs.get(account.tariff_plan_id)
+            plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
             counter = plan.counter(key[2]) if plan is not None else None
             if counter is not None:
                 self._counter_state(account, counter, now_ms)  # resets when the period has ended
@@ -214,7 +214,7 @@ class CounterRules:
             self._add_subscription(subscription)
         for key, state in self.counters.items():
             account = self.accounts.get(key[:2])
-            plan = self.tariffs.get(account.tariff_plan_id) if account is not None else None
+            plan = self.tariffs.get((account.tenant, account.tariff_plan_id)) if account is not None else None
             counter = plan.counter(key[2]) if plan is not None else None
             if counter is not None and state.status != counter.base_status:
                 self._reset_heap.append((period_bounds(counter.period, state.period_start_ms)[1], key))

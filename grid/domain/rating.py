@@ -9,6 +9,10 @@ import dataclasses
 
 from grid.domain.outcomes import ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
 
+# The tenant of calls made without credentials (the embedded default) and of
+# everything stored before tenants had catalogs of their own.
+DEFAULT_TENANT = "default"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rate:
@@ -77,6 +81,12 @@ class TariffPlan:
     version: int = 0
     policy_counters: tuple[PolicyCounter, ...] = ()
     controls: tuple[Control, ...] = ()
+    # The tenant whose catalog holds the plan: only its accounts can use it.
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant, self.tariff_plan_id)
 
     def counter(self, counter_id: str) -> PolicyCounter | None:
         for counter in self.policy_counters:

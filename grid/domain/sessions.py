@@ -319,7 +319,7 @@ class SessionRules:
             account, op.request_id, session.session_id, rate.rating_group, granted, held, now_ms,
             now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
         )
-        plan = self.tariffs[account.tariff_plan_id]
+        plan = self.tariffs[(account.tenant, account.tariff_plan_id)]
         self._journal(
             JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=reservation.reservation_id, rating_group=rate.rating_group, units=granted,

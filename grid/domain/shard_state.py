@@ -84,7 +84,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         self.accounts: dict[AccountKey, Account] = {}
         self.reservations: dict[str, Reservation] = {}
         self.charges: dict[str, Charge] = {}
-        self.tariffs: dict[str, rating.TariffPlan] = {}
+        self.tariffs: dict[tuple[str, str], rating.TariffPlan] = {}  # (tenant, plan id)
         self.idempotency: dict[IdempotencyKey, IdempotencyRecord] = {}
         # Derived indexes, rebuilt on restore. The *_order deques list records oldest
         # first for retention: popping the front of a dict is quadratic in CPython
@@ -305,7 +305,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         self._journal(kind, account, operation.request_id, result, now_ms, operation.trace_id, **fields)
 
     def _rate(self, account: Account, rating_group: int) -> rating.Rate | None:
-        plan = self.tariffs.get(account.tariff_plan_id)
+        plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
         return plan.rate_for(rating_group) if plan is not None else None
 
     def _balance_fits(self, new_balance_micros: int) -> bool:
@@ -325,7 +325,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         key = (op.tenant, op.subscriber_id)
         if key in self.accounts:
             result = Result.ACCOUNT_ALREADY_EXISTS
-        elif op.tariff_plan_id not in self.tariffs:
+        elif (op.tenant, op.tariff_plan_id) not in self.tariffs:
             result = Result.TARIFF_PLAN_UNKNOWN
         else:
             result = Result.SUCCESS
@@ -424,7 +424,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             account, op.request_id, op.session_id, op.rating_group, granted, held, now_ms,
             now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
         )
-        plan = self.tariffs[account.tariff_plan_id]
+        plan = self.tariffs[(account.tenant, account.tariff_plan_id)]
         self._journal(
             JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=reservation.reservation_id, rating_group=op.rating_group, units=granted,
@@ -558,7 +558,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         )
 
     def _tariff_fields(self, account: Account) -> dict:
-        plan = self.tariffs.get(account.tariff_plan_id)
+        plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
         return {"tariff_plan_id": account.tariff_plan_id, "tariff_version": plan.version if plan else 0}
 
     def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id, used_units=None) -> Charge:
@@ -643,27 +643,27 @@ class ShardState(SessionRules, CounterRules, ControlRules):
     # ------------------------------------------------------------ catalog
 
     def _put_tariff(self, op: ops.PutTariff, now_ms: int) -> ops.PutTariffReply:
-        current = self.tariffs.get(op.plan.tariff_plan_id)
+        current = self.tariffs.get(op.plan.key)
         if current is not None and (current.rates, current.policy_counters, current.controls) == (
                 op.plan.rates, op.plan.policy_counters, op.plan.controls):
             return ops.PutTariffReply(Result.SUCCESS, version=current.version)
         plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1)
-        self.tariffs[plan.tariff_plan_id] = plan
-        self._mark("tariff", plan.tariff_plan_id, plan)
+        self.tariffs[plan.key] = plan
+        self._mark("tariff", plan.key, plan)
         self._journal(
-            JournalKind.TARIFF, None, "", Result.SUCCESS, now_ms, op.trace_id, tenant="", subscriber_id="",
+            JournalKind.TARIFF, None, "", Result.SUCCESS, now_ms, op.trace_id, tenant=plan.tenant, subscriber_id="",
             tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version,
         )
         if current is not None:  # grants under the old prices: the sessions on the plan ask again
             for key, sessions in self._account_sessions.items():
                 account = self.accounts[key]
-                if account.tariff_plan_id == plan.tariff_plan_id:
+                if (account.tenant, account.tariff_plan_id) == plan.key:
                     self._notify_sessions(account, NotificationType.REAUTHORIZATION,
                                           NotificationReason.TARIFF_CHANGED, now_ms, op.trace_id)
         return ops.PutTariffReply(Result.SUCCESS, version=plan.version)
 
     def _get_tariff(self, op: ops.GetTariff, now_ms: int) -> ops.TariffReply:
-        plan = self.tariffs.get(op.tariff_plan_id)
+        plan = self.tariffs.get((op.tenant, op.tariff_plan_id))
         if plan is None:
             return ops.TariffReply(Result.TARIFF_PLAN_UNKNOWN)
         return ops.TariffReply(Result.SUCCESS, plan=plan)
@@ -727,7 +727,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             elif isinstance(record, IdempotencyRecord):
                 idempotency.append(record)
             elif isinstance(record, rating.TariffPlan):
-                state.tariffs[record.tariff_plan_id] = record
+                state.tariffs[record.key] = record
             elif isinstance(record, ShardMeta):
                 assert record.shard_id == shard_id, f"records of shard {record.shard_id} given to shard {shard_id}"
                 state.meta = record

@@ -9,8 +9,8 @@ from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 
-from grid import audit, cdr, cluster, dispute
-from grid.domain.operations import DEFAULT_TENANT, Rejection
+from grid import audit, cdr, cluster, dispute, security, tracing
+from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
 from grid.domain.validation import check_identifier as _identifier
@@ -40,20 +40,61 @@ def snapshot_message(info: snapshots.SnapshotInfo) -> pb.Snapshot:
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):
+    """Every call is authorized by the guard (snapshots and the audit need the
+    operator scope; disputes and CDRs are confined to the caller's tenant) and
+    written to the admin audit log, whatever its outcome."""
+
     def __init__(self, grid) -> None:
         self._grid = grid
 
+    async def _guarded(self, context, name: str, request, handler):
+        method = f"charging.v1.AdminService/{name}"
+        guard = self._grid.router.guard
+        principal = await guard.enter(context, method, request)
+        trace_id = tracing.begin_call(self._grid.router.tracing.policy, context.invocation_metadata()).trace_id_hex
+        outcome = "REJECTED"
+        try:
+            response = await handler(principal)
+            outcome = "OK"
+            return response
+        finally:
+            await guard.log(principal, method, request, outcome, trace_id, context.peer())
+
     async def CreateSnapshot(self, request, context):
+        return await self._guarded(context, "CreateSnapshot", request,
+                                   lambda principal: self._create_snapshot(request, context))
+
+    async def ListSnapshots(self, request, context):
+        return await self._guarded(context, "ListSnapshots", request,
+                                   lambda principal: self._list_snapshots(request, context))
+
+    async def RestoreSnapshot(self, request, context):
+        return await self._guarded(context, "RestoreSnapshot", request,
+                                   lambda principal: self._restore_snapshot(request, context))
+
+    async def Dispute(self, request, context):
+        return await self._guarded(context, "Dispute", request,
+                                   lambda principal: self._dispute(request, context, principal.tenant))
+
+    async def Audit(self, request, context):
+        return await self._guarded(context, "Audit", request, lambda principal: self._audit(request, context))
+
+    async def ExportCdrs(self, request, context):
+        # The operator sees every tenant's CDRs; anyone else only their own tenant's.
+        return await self._guarded(context, "ExportCdrs", request, lambda principal: self._export_cdrs(
+            request, context, None if security.SCOPE_OPERATOR in principal.scopes else principal.tenant))
+
+    async def _create_snapshot(self, request, context):
         if len(request.label) > LABEL_LENGTH_MAX or not request.label.isprintable():
             await _abort(context, ErrorCode.INVALID_ARGUMENT, "label",
                          f"at most {LABEL_LENGTH_MAX} printable characters")
         return snapshot_message(await self._grid.create_snapshot(request.label))
 
-    async def ListSnapshots(self, request, context):
+    async def _list_snapshots(self, request, context):
         found = snapshots.list_snapshots(self._grid.config.data_dir)
         return pb.ListSnapshotsResponse(snapshots=[snapshot_message(info) for info in found])
 
-    async def RestoreSnapshot(self, request, context):
+    async def _restore_snapshot(self, request, context):
         if not request.target_data_dir:
             await _abort(context, ErrorCode.INVALID_ARGUMENT, "target_data_dir", "is required")
         target = pathlib.Path(request.target_data_dir)
@@ -65,7 +106,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             await _abort(context, ErrorCode.FAILED_PRECONDITION, "target_data_dir", str(error))
         return pb.RestoreSnapshotResponse(snapshot=snapshot_message(info), target_data_dir=str(target))
 
-    async def Dispute(self, request, context):
+    async def _dispute(self, request, context, tenant: str):
         limits = self._grid.config.limits
         try:
             _identifier("subscriber_id", request.subscriber_id, limits)
@@ -81,11 +122,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 raise InvalidArgument("limit", f"at most {DISPUTE_EVENTS_MAX}")
         except InvalidArgument as error:
             await _abort(context, ErrorCode.INVALID_ARGUMENT, error.field, error.message)
-        shard = self._grid.shard_for(DEFAULT_TENANT, request.subscriber_id)
+        shard = self._grid.shard_for(tenant, request.subscriber_id)
         to_ms = request.to_ms or time.time_ns() // 1_000_000 + 1
         try:
             records, truncated = await cluster.dispute_records(
-                self._grid.shard_handle(shard), DEFAULT_TENANT, request.subscriber_id, request.from_ms, to_ms,
+                self._grid.shard_handle(shard), tenant, request.subscriber_id, request.from_ms, to_ms,
                 DISPUTE_SCANNED_MAX)
         except cluster.RETRYABLE_ERRORS as error:
             await _abort(context, ErrorCode.UNAVAILABLE, "", f"shard {shard} did not answer ({type(error).__name__})")
@@ -97,16 +138,17 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             events=[_event(event, base_url, shard) for event in events[:limit]],
         )
 
-    async def Audit(self, request, context):
+    async def _audit(self, request, context):
         reports = await asyncio.gather(*(handle.audit.remote() for handle in self._grid.shard_handles()))
         shards = [audit.ShardAudit(**report) for report in reports]
         return pb.AuditResponse(report_json=json.dumps(audit.overall(shards)), ok=all(s.ok for s in shards))
 
-    async def ExportCdrs(self, request, context):
+    async def _export_cdrs(self, request, context, tenant: str | None):
         if request.limit > CDR_PAGE_MAX:
             await _abort(context, ErrorCode.INVALID_ARGUMENT, "limit", f"at most {CDR_PAGE_MAX}")
         try:
-            cdrs, next_cursor, more = await export_cdrs(self._grid, request.cursor, request.limit or CDR_PAGE_MAX)
+            cdrs, next_cursor, more = await export_cdrs(self._grid, request.cursor, request.limit or CDR_PAGE_MAX,
+                                                        tenant)
         except cdr.BadCursor as error:
             await _abort(context, ErrorCode.INVALID_ARGUMENT, "cursor", str(error))
         except cluster.RETRYABLE_ERRORS as error:
@@ -115,27 +157,30 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         return pb.ExportCdrsResponse(cdrs=[pb.Cdr(**c) for c in cdrs], next_cursor=next_cursor, more=more)
 
 
-async def export_cdrs(grid, cursor: str, limit: int) -> tuple[list[dict], str, bool]:
-    """A page of at most limit CDRs from every shard's journal, from the cursor on:
-    the CDRs, the cursor after them, and whether more were there."""
+async def export_cdrs(grid, cursor: str, limit: int, tenant: str | None = None) -> tuple[list[dict], str, bool]:
+    """A page of at most limit CDRs from every shard's journal, from the cursor on
+    (only tenant's, unless tenant is None): the CDRs, the cursor after them, and
+    whether more were there."""
     positions = cdr.decode_cursor(cursor, grid.config.shards)
     cdrs: list[dict] = []
     more = False
     for shard in range(grid.config.shards):
-        found, positions[shard], finished = await _shard_cdrs(grid, shard, positions[shard], limit - len(cdrs))
+        found, positions[shard], finished = await _shard_cdrs(grid, shard, positions[shard], limit - len(cdrs),
+                                                              tenant)
         cdrs += found
         more = more or not finished
     return cdrs, cdr.encode_cursor(positions), more
 
 
-async def _shard_cdrs(grid, shard: int, position: int, room: int) -> tuple[list[dict], int, bool]:
+async def _shard_cdrs(grid, shard: int, position: int, room: int, tenant: str | None
+                      ) -> tuple[list[dict], int, bool]:
     """One shard's CDRs after position, at most room of them: (CDRs, the position
     after the last record taken, whether the journal's end was reached)."""
     found: list[dict] = []
     while True:
         records = await cluster.journal_page(grid.shard_handle(shard), position + 1, _JOURNAL_READ)
         for record in records:
-            made = cdr.cdr_of(shard, record)
+            made = cdr.cdr_of(shard, record) if tenant is None or record.tenant == tenant else None
             if made is not None:
                 if len(found) == room:
                     return found, position, False

@@ -76,7 +76,7 @@ def get_transaction(request: pb.GetTransactionRequest, tenant: str, trace_id: st
     return ops.GetTransaction(tenant, request.subscriber_id, request.request_id)
 
 
-def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
+def put_tariff(request: pb.PutTariffRequest, tenant: str, trace_id: str) -> ops.PutTariff:
     rates = tuple(
         Rate(rate.rating_group, _enum_or_raw(Unit, rate.unit), rate.price_micros, rate.rate_units,
              rate.increment_units,
@@ -95,12 +95,12 @@ def put_tariff(request: pb.PutTariffRequest, trace_id: str) -> ops.PutTariff:
                 _enum_or_raw(ControlAction, c.action), tuple(c.rating_groups))
         for c in request.controls
     )
-    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates, policy_counters=counters, controls=controls),
-                         trace_id)
+    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates, policy_counters=counters, controls=controls,
+                                    tenant=tenant), trace_id)
 
 
-def get_tariff(request: pb.GetTariffRequest) -> ops.GetTariff:
-    return ops.GetTariff(request.tariff_plan_id)
+def get_tariff(request: pb.GetTariffRequest, tenant: str, trace_id: str = "") -> ops.GetTariff:
+    return ops.GetTariff(request.tariff_plan_id, tenant)
 
 
 def _unit_usage(request) -> tuple[ops.UnitUsage, ...]:

@@ -26,7 +26,7 @@ ERROR_TABLE: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
 }
 
 
-def _packed(message) -> any_pb2.Any:
+def packed(message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -36,12 +36,12 @@ def status_of(rejection: Rejection) -> status_pb2.Status:
     grpc_code, reason = ERROR_TABLE[rejection.code]
     message = f"{rejection.field}: {rejection.message}" if rejection.field else rejection.message
     details = [
-        _packed(error_details_pb2.ErrorInfo(
+        packed(error_details_pb2.ErrorInfo(
             reason=reason, domain=ERROR_DOMAIN, metadata={"field": rejection.field} if rejection.field else {},
         ))
     ]
     if rejection.code == ErrorCode.INVALID_ARGUMENT:
-        details.append(_packed(error_details_pb2.BadRequest(field_violations=[
+        details.append(packed(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=rejection.field, description=rejection.message)
         ])))
     return status_pb2.Status(code=grpc_code.value[0], message=message, details=details)

@@ -12,6 +12,14 @@ from grid.frontdoor.batcher import ShardBatcher
 from grid.routing import ShardMap
 
 
+def outcome_of(reply) -> str:
+    """A reply's outcome in one word (metrics, the admin log)."""
+    if isinstance(reply, ops.Rejection):
+        return reply.code.name
+    result = getattr(reply, "result", None)
+    return Result(result).name if result is not None else "FOUND" if getattr(reply, "found", False) else "OK"
+
+
 class Router:
     def __init__(self, shard_map: ShardMap, batchers: list[ShardBatcher], limits: CoreLimits,
                  tracing: Tracing | None = None) -> None:
@@ -21,6 +29,13 @@ class Router:
         self.limits = limits
         self.tracing = tracing or Tracing("charging-grid")
         self.metrics = None  # grid.metrics.Metrics when a scrape port is configured
+        # Authentication, scopes, request rates and the admin log (grid.frontdoor.guard);
+        # the default lets everyone in as the default tenant, as the embedded grid does.
+        from grid import security
+        from grid.frontdoor.guard import Guard
+
+        self.guard = Guard(security.Authenticator(security.AuthConfig()),
+                           security.RateLimiter(security.RateLimit(), security.RateLimit()), None)
         # Set (and replaced) whenever a shard made a notification: watchers wake on it.
         self.notified = asyncio.Event()
         for batcher in batchers:
@@ -33,13 +48,7 @@ class Router:
     def count(self, method: str, reply, started_monotonic: float) -> None:
         if self.metrics is None:
             return
-        if isinstance(reply, ops.Rejection):
-            outcome = reply.code.name
-        else:
-            result = getattr(reply, "result", None)
-            outcome = Result(result).name if result is not None else "FOUND" if getattr(reply, "found", False) \
-                else "OK"
-        self.metrics.record(method.rsplit("/", 1)[-1], outcome, started_monotonic)
+        self.metrics.record(method.rsplit("/", 1)[-1], outcome_of(reply), started_monotonic)
 
     async def submit(self, operation, deadline_monotonic: float | None = None, call=None):
         """Validate, then hand to the owning shard. Bad input never reaches a shard.

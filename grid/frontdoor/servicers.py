@@ -16,11 +16,12 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 
 from grid import tracing
-from grid.domain.operations import DEFAULT_TENANT, Rejection
+from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
 from grid.frontdoor import convert, errors, notifications
-from grid.frontdoor.router import Router
+from grid.frontdoor.guard import Denied
+from grid.frontdoor.router import Router, outcome_of
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -34,15 +35,21 @@ class _Base:
 
     async def _unary(self, context, method: str, request, to_operation, to_response, *, traced: bool = True):
         started = time.monotonic()
+        guard = self._router.guard
+        principal = await guard.enter(context, method, request)  # the tenant is the credential's
+        trace_id = ""
         if traced:
             call = tracing.begin_call(self._router.tracing.policy, context.invocation_metadata())
-            operation = to_operation(request, DEFAULT_TENANT, call.trace_id_hex)
+            trace_id = call.trace_id_hex
+            operation = to_operation(request, principal.tenant, trace_id)
             reply = await self._router.submit(operation, deadline_of(context), call)
             tracing.end_call(self._router.tracing, call, method, reply, operation,
                              int(reply.code) if isinstance(reply, Rejection) else 0)
         else:
-            reply = await self._router.submit(to_operation(request, DEFAULT_TENANT), deadline_of(context))
+            reply = await self._router.submit(to_operation(request, principal.tenant), deadline_of(context))
         self._router.count(method, reply, started)
+        if guard.admin_log is not None:
+            await guard.log(principal, method, request, outcome_of(reply), trace_id, context.peer())
         if isinstance(reply, Rejection):
             await context.abort_with_status(rpc_status.to_status(errors.status_of(reply)))
         return to_response(reply)
@@ -58,7 +65,8 @@ class Watchers:
         self._count = 0
         self._poll_interval_s = poll_interval_s
 
-    async def watch(self, context, request, channel: str, to_message):
+    async def watch(self, context, request, channel: str, to_message, method: str):
+        principal = await self._router.guard.enter(context, method, request)
         if not request.client_id:
             await _abort(context, Rejection(ErrorCode.INVALID_ARGUMENT, "client_id", "is required"))
         if self._count >= self._max:
@@ -67,7 +75,7 @@ class Watchers:
         self._count += 1
         try:
             async for message in notifications.follow(
-                    self._router, DEFAULT_TENANT, request.client_id, request.cursor, self._poll_interval_s,
+                    self._router, principal.tenant, request.client_id, request.cursor, self._poll_interval_s,
                     self._router.limits.notifications_per_read_max, channel, to_message):
                 yield message
         except InvalidArgument as error:
@@ -135,7 +143,8 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
 
     async def WatchNotifications(self, request, context):
         """Streams the client's notifications until the client goes away."""
-        async for message in self._watchers.watch(context, request, "sessions", convert.session_notification):
+        async for message in self._watchers.watch(context, request, "sessions", convert.session_notification,
+                                                  "charging.v1.ChargingService/WatchNotifications"):
             yield message
 
     async def Charge(self, request_iterator, context):
@@ -147,10 +156,16 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
         slots = asyncio.Semaphore(self._stream_operations_max)
         pending: set[asyncio.Task] = set()
         metadata = context.invocation_metadata()
+        guard = self._router.guard
+        try:  # once per stream: its credential does not change
+            principal = guard.principal(metadata, "charging.v1.ChargingService/Charge")
+        except Denied as denied:
+            await context.abort_with_status(rpc_status.to_status(denied.status))
+        peer = context.peer()
 
         async def one(message: pb.ChargeRequest) -> None:
             try:
-                response = await self._stream_operation(message, metadata)
+                response = await self._stream_operation(message, metadata, principal, peer)
             except Exception as error:  # noqa: BLE001 - every tag must get an answer
                 rejection = Rejection(ErrorCode.UNAVAILABLE, "", f"internal error {type(error).__name__}; "
                                       "retry with the same request_id or ask GetTransaction")
@@ -179,20 +194,30 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
             for task in list(pending):
                 task.cancel()
 
-    async def _stream_operation(self, message: pb.ChargeRequest, metadata) -> pb.ChargeResponse:
+    async def _stream_operation(self, message: pb.ChargeRequest, metadata, principal, peer: str
+                                ) -> pb.ChargeResponse:
         kind = message.WhichOneof("operation")
         tag = message.correlation_tag
         if kind is None:
             status = errors.status_of(Rejection(ErrorCode.INVALID_ARGUMENT, "operation", "one operation is required"))
             return pb.ChargeResponse(correlation_tag=tag, error=status)
         method = f"charging.v1.ChargingService/Charge.{kind}"
+        request = getattr(message, kind)
+        guard = self._router.guard
+        try:
+            guard.scope(principal, method)
+            guard.admit(principal, request.subscriber_id)
+        except Denied as denied:
+            return pb.ChargeResponse(correlation_tag=tag, error=denied.status)
         started = time.monotonic()
         call = tracing.begin_call(self._router.tracing.policy, metadata)
-        operation = convert.STREAM_REQUESTS[kind](getattr(message, kind), DEFAULT_TENANT, call.trace_id_hex)
+        operation = convert.STREAM_REQUESTS[kind](request, principal.tenant, call.trace_id_hex)
         reply = await self._router.submit(operation, None, call)
         tracing.end_call(self._router.tracing, call, method, reply, operation,
                          int(reply.code) if isinstance(reply, Rejection) else 0)
         self._router.count(method, reply, started)
+        if guard.admin_log is not None:
+            await guard.log(principal, method, request, outcome_of(reply), call.trace_id_hex, peer)
         if isinstance(reply, Rejection):
             return pb.ChargeResponse(correlation_tag=tag, error=errors.status_of(reply))
         field, to_response = convert.REPLY_FIELDS[type(reply)]
@@ -222,12 +247,12 @@ class AccountServicer(_Base, pb_grpc.AccountServiceServicer):
 class CatalogServicer(_Base, pb_grpc.CatalogServiceServicer):
     async def PutTariff(self, request, context):
         return await self._unary(context, "charging.v1.CatalogService/PutTariff", request,
-                                 lambda r, tenant, trace_id: convert.put_tariff(r, trace_id),
+                                 convert.put_tariff,
                                  convert.put_tariff_reply)
 
     async def GetTariff(self, request, context):
         return await self._unary(context, "charging.v1.CatalogService/GetTariff", request,
-                                 lambda r, tenant: convert.get_tariff(r), convert.tariff_reply, traced=False)
+                                 convert.get_tariff, convert.tariff_reply, traced=False)
 
 
 class SpendingLimitServicer(_Base, pb_grpc.SpendingLimitServiceServicer):
@@ -250,5 +275,6 @@ class SpendingLimitServicer(_Base, pb_grpc.SpendingLimitServiceServicer):
                                  convert.get_counters, convert.counters_reply, traced=False)
 
     async def WatchStatus(self, request, context):
-        async for message in self._watchers.watch(context, request, "policy", convert.status_notification):
+        async for message in self._watchers.watch(context, request, "policy", convert.status_notification,
+                                                  "charging.v1.SpendingLimitService/WatchStatus"):
             yield message

@@ -139,7 +139,7 @@ class ShardActor:
             if account is not None:
                 attributes["grid.balance_after_micros"] = account.balance_micros
                 attributes["grid.reserved_after_micros"] = account.reserved_micros
-                plan = state.tariffs.get(account.tariff_plan_id)
+                plan = state.tariffs.get((account.tenant, account.tariff_plan_id))
                 attributes["grid.tariff_plan_id"] = account.tariff_plan_id
                 attributes["grid.tariff_version"] = plan.version if plan is not None else 0
             if isinstance(reply, ops.Rejection):

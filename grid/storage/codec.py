@@ -234,7 +234,10 @@ def key_of(record) -> bytes:
     if isinstance(record, records.ShardMeta):
         return META
     if isinstance(record, rating.TariffPlan):
-        return TARIFF + record.tariff_plan_id.encode()
+        # The default tenant's plans keep the key they had before tenants had catalogs.
+        if record.tenant == rating.DEFAULT_TENANT:
+            return TARIFF + record.tariff_plan_id.encode()
+        return TARIFF + record.tenant.encode() + _SEPARATOR + record.tariff_plan_id.encode()
     if isinstance(record, records.Session):
         return session_key(record.key)
     if isinstance(record, records.Notification):

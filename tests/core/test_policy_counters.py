@@ -718,7 +718,7 @@ def test_a_put_tariff_that_only_changes_the_counters_changes_the_plan():
     assert shard.apply(ops.PutTariff(TariffPlan("p", RATES)), T0).version == 1
     reply = shard.apply(ops.PutTariff(TariffPlan("p", RATES, policy_counters=(DATA_C,))), T0)
     assert (reply.result, reply.version) == (S, 2)
-    assert shard.tariffs["p"].policy_counters == (DATA_C,)
+    assert shard.tariffs[(T, "p")].policy_counters == (DATA_C,)
 
 
 # ====================================================================== property

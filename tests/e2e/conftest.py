@@ -23,7 +23,7 @@ from grid_client import AsyncChargingClient, ChargingClient
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory):
     """The session's grid: 2 shards, an ephemeral port, data in a temporary directory."""
-    grid = EmbeddedGrid(GridConfig(data_dir=tmp_path_factory.mktemp("grid-e2e"), port=0, shards=2))
+    grid = EmbeddedGrid(GridConfig(plaintext=True, data_dir=tmp_path_factory.mktemp("grid-e2e"), port=0, shards=2))
     grid.start()
     try:
         yield grid

@@ -256,7 +256,7 @@ class ServingGrid:
         from grid.config import GridConfig
         from grid.server import EmbeddedGrid
 
-        self.grid = EmbeddedGrid(GridConfig(data_dir=data_dir, port=0, **config))
+        self.grid = EmbeddedGrid(GridConfig(plaintext=True, data_dir=data_dir, port=0, **config))
         self.grid.start()
         self.target = self.grid.target
         self.channel = grpc.insecure_channel(self.target)

@@ -685,7 +685,7 @@ class _GridOnPort:
     so that a client's channel reaches the restarted grid at the same address."""
 
     def __init__(self, data_dir, port: int) -> None:
-        self.grid = EmbeddedGrid(GridConfig(data_dir=data_dir, port=port, shards=2, shutdown_grace_s=1.0))
+        self.grid = EmbeddedGrid(GridConfig(plaintext=True, data_dir=data_dir, port=port, shards=2, shutdown_grace_s=1.0))
         self.grid.start()
         self.channel = grpc.insecure_channel(self.grid.target)
         self.stubs = types.SimpleNamespace(

@@ -52,7 +52,8 @@ class ServerProcess:
         before the server binds it: CI saw exactly that.)"""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", "0", *serve_args],
+            [sys.executable, "-m", "grid.cli", "serve", "--data-dir", str(self.data_dir), "--port", "0", "--plaintext",
+             *serve_args],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "RAY_DEDUP_LOGS": "0", **self.env},
         )

@@ -14,10 +14,11 @@ from grid_client.errors import (
     RequestIdReused,
     Unavailable,
 )
-from grid_client.client import AsyncChargingClient, ChargingClient, RetryPolicy, session_request_id
+from grid_client.client import (AsyncChargingClient, ChargingClient, Credentials, RetryPolicy, make_channel,
+                                session_request_id)
 from charging.v1 import charging_pb2 as pb
 
 __all__ = [
-    "AsyncChargingClient", "ChargingClient", "RetryPolicy", "GridError", "InvalidArgument", "OutcomeUnknown",
+    "AsyncChargingClient", "ChargingClient", "Credentials", "RetryPolicy", "make_channel", "GridError", "InvalidArgument", "OutcomeUnknown",
     "Overloaded", "RequestIdReused", "Unavailable", "pb", "session_request_id",
 ]

@@ -8,6 +8,7 @@ then GetTransaction to settle an outcome the retries left unclear
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
 
@@ -15,7 +16,8 @@ import grpc
 from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 
-from grid_client.errors import GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error, reason_of
+from grid_client.errors import (GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error, reason_of,
+                                retry_delay_s)
 
 # Failures after which the operation may or may not have happened, or did not
 # happen but may if tried again: retry with the same request id. CANCELLED is
@@ -25,6 +27,61 @@ RETRYABLE_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.CANCELLED,
 })
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """How a client reaches a secured grid: TLS (trusting root_certificates, or the
+    system's roots when tls is set without them), a client certificate for mutual
+    TLS, and an API key or a bearer token (a signed JWT) naming tenant and scopes."""
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    api_key: str | None = None
+    token: str | None = None
+    tls: bool = False
+    # The name the grid's certificate was issued to, when it is not the target's host.
+    server_name: str | None = None
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.root_certificates is not None
+
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        if self.api_key:
+            return (("x-api-key", self.api_key),)
+        if self.token:
+            return (("authorization", f"Bearer {self.token}"),)
+        return None
+
+    @classmethod
+    def from_environment(cls, environ=os.environ) -> "Credentials":
+        """GRID_TLS_CA, GRID_TLS_CERT, GRID_TLS_KEY (PEM file paths), GRID_TLS=1 (system
+        roots), GRID_TLS_SERVER_NAME, GRID_API_KEY, GRID_TOKEN."""
+        def read(name: str) -> bytes | None:
+            path = environ.get(name)
+            if not path:
+                return None
+            with open(path, "rb") as file:
+                return file.read()
+
+        return cls(read("GRID_TLS_CA"), read("GRID_TLS_CERT"), read("GRID_TLS_KEY"),
+                   environ.get("GRID_API_KEY") or None, environ.get("GRID_TOKEN") or None,
+                   environ.get("GRID_TLS", "") not in ("", "0"), environ.get("GRID_TLS_SERVER_NAME") or None)
+
+
+def make_channel(target: str, credentials: Credentials | None = None, *, aio: bool = False, options=()):
+    """A channel to the grid: TLS when the credentials say so, else plaintext."""
+    module = grpc.aio if aio else grpc
+    options = list(options)
+    if credentials is None or not credentials.uses_tls:
+        return module.insecure_channel(target, options=options)
+    if credentials.server_name:
+        options.append(("grpc.ssl_target_name_override", credentials.server_name))
+    channel_credentials = grpc.ssl_channel_credentials(
+        credentials.root_certificates, credentials.private_key, credentials.certificate_chain)
+    return module.secure_channel(target, channel_credentials, options=options)
 
 
 def _retryable(error: grpc.RpcError) -> bool:
@@ -293,9 +350,10 @@ class ChargingClient:
     """Blocking client. Every method returns the charging.v1 response message."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, retry: RetryPolicy = RetryPolicy(),
-                 channel: grpc.Channel | None = None) -> None:
+                 channel: grpc.Channel | None = None, credentials: Credentials | None = None) -> None:
         self.retry = retry
-        self._channel = channel or grpc.insecure_channel(target)
+        self._channel = channel or make_channel(target, credentials)
+        self._metadata = credentials.metadata() if credentials else None
         self._stubs = _stubs(self._channel)
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
@@ -312,7 +370,8 @@ class ChargingClient:
         return method
 
     def _once(self, call: _Call):
-        return getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s)
+        return getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s,
+                                                                   metadata=self._metadata)
 
     def _execute(self, call: _Call):
         backoffs = self.retry.backoffs_s()
@@ -327,7 +386,7 @@ class ChargingClient:
                     if not call.request_id:
                         raise from_rpc_error(error) from None
                     return self._resolve(call, error)
-                time.sleep(wait_s)
+                time.sleep(max(wait_s, retry_delay_s(error)))
 
     def _resolve(self, call: _Call, last_error: grpc.RpcError):
         try:
@@ -354,7 +413,8 @@ class ChargingClient:
     def _watch(self, service: str, method: str, request_type, client_id: str, cursor: str):
         backoffs = self.retry.backoffs_s()
         while True:
-            stream = getattr(self._stubs[service], method)(request_type(client_id=client_id, cursor=cursor))
+            stream = getattr(self._stubs[service], method)(request_type(client_id=client_id, cursor=cursor),
+                                                         metadata=self._metadata)
             try:
                 for notification in stream:
                     cursor = notification.cursor
@@ -383,9 +443,10 @@ class AsyncChargingClient:
     """asyncio client: the same methods as ChargingClient, as coroutines."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, retry: RetryPolicy = RetryPolicy(),
-                 channel: grpc.aio.Channel | None = None) -> None:
+                 channel: grpc.aio.Channel | None = None, credentials: Credentials | None = None) -> None:
         self.retry = retry
-        self._channel = channel or grpc.aio.insecure_channel(target)
+        self._channel = channel or make_channel(target, credentials, aio=True)
+        self._metadata = credentials.metadata() if credentials else None
         self._stubs = _stubs(self._channel)
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
@@ -401,7 +462,8 @@ class AsyncChargingClient:
         return method
 
     async def _once(self, call: _Call):
-        return await getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s)
+        return await getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s,
+                                                                   metadata=self._metadata)
 
     async def _execute(self, call: _Call):
         backoffs = self.retry.backoffs_s()
@@ -416,7 +478,7 @@ class AsyncChargingClient:
                     if not call.request_id:
                         raise from_rpc_error(error) from None
                     return await self._resolve(call, error)
-                await asyncio.sleep(wait_s)
+                await asyncio.sleep(max(wait_s, retry_delay_s(error)))
 
     async def _resolve(self, call: _Call, last_error: grpc.RpcError):
         try:
@@ -441,7 +503,8 @@ class AsyncChargingClient:
     async def _watch(self, service: str, method: str, request_type, client_id: str, cursor: str):
         backoffs = self.retry.backoffs_s()
         while True:
-            stream = getattr(self._stubs[service], method)(request_type(client_id=client_id, cursor=cursor))
+            stream = getattr(self._stubs[service], method)(request_type(client_id=client_id, cursor=cursor),
+                                                         metadata=self._metadata)
             try:
                 async for notification in stream:
                     cursor = notification.cursor

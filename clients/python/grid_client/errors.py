@@ -74,3 +74,14 @@ def from_rpc_error(error: grpc.RpcError, request_id: str = "") -> GridError:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason_of(error) == "OVERLOADED":
         kind = Overloaded  # the grid shed it; gRPC's own limits (message size) are not overload
     return kind(f"{code.name}: {error.details()}", code=code, field=field, request_id=request_id)
+
+
+def retry_delay_s(error: grpc.RpcError) -> float:
+    """The wait the grid asked for (google.rpc.RetryInfo, sent with a rate limit), or 0."""
+    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.ToNanoseconds() / 1e9
+    return 0.0

@@ -1004,7 +1004,7 @@ class AuditResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., report_json: _Optional[str] = ...) -> None: ...
 
 class Cdr(_message.Message):
-    __slots__ = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id")
+    __slots__ = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "tenant")
     CDR_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -1025,6 +1025,7 @@ class Cdr(_message.Message):
     OVERAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     cdr_id: str
     shard_id: int
     sequence: int
@@ -1045,7 +1046,8 @@ class Cdr(_message.Message):
     overage_micros: int
     trace_id: str
     span_id: str
-    def __init__(self, cdr_id: _Optional[str] = ..., shard_id: _Optional[int] = ..., sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[CdrKind, str]] = ..., subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, cdr_id: _Optional[str] = ..., shard_id: _Optional[int] = ..., sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[CdrKind, str]] = ..., subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ExportCdrsRequest(_message.Message):
     __slots__ = ("cursor", "limit")
