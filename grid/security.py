@@ -98,11 +98,13 @@ class ApiKey:
 class JwtSettings:
     issuer: str
     audience: str
-    # PEM public key (RS*/ES*/EdDSA) or, for HS*, the shared secret.
+    # PEM public key (RS*/ES*/EdDSA) or, for HS*, the shared secret; or, instead,
+    # a JWK set (the authorization server's published keys, chosen by `kid`).
     key: str
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     tenant_claim: str = "tenant"
     leeway_s: int = 30
+    jwks: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -179,12 +181,18 @@ def parse_auth(data: dict, base_dir: pathlib.Path = pathlib.Path(".")) -> AuthCo
         entry, where = data["jwt"], "jwt"
         if not isinstance(entry, dict):
             raise ConfigError("jwt: must be a mapping")
-        if entry.get("key_file"):
-            path = base_dir / _str(entry, where, "key_file")
+        jwks = None
+        if sum(bool(entry.get(name)) for name in ("key", "key_file", "jwks_file")) != 1:
+            raise ConfigError("jwt: give exactly one of key, key_file or jwks_file")
+        if entry.get("key_file") or entry.get("jwks_file"):
+            field = "key_file" if entry.get("key_file") else "jwks_file"
+            path = base_dir / _str(entry, where, field)
             try:
                 key = path.read_text()
             except OSError as error:
-                raise ConfigError(f"jwt: key_file {path}: {error.strerror}") from None
+                raise ConfigError(f"jwt: {field} {path}: {error.strerror}") from None
+            if field == "jwks_file":
+                jwks, key = _jwks(key, path), ""
         else:
             key = _str(entry, where, "key")
         algorithms = entry.get("algorithms", ["RS256", "ES256"])
@@ -194,7 +202,7 @@ def parse_auth(data: dict, base_dir: pathlib.Path = pathlib.Path(".")) -> AuthCo
         if not isinstance(leeway_s, int) or not 0 <= leeway_s <= 300:
             raise ConfigError("jwt: leeway_s must be an integer from 0 to 300")
         jwt_settings = JwtSettings(_str(entry, where, "issuer"), _str(entry, where, "audience"), key,
-                                   tuple(algorithms), entry.get("tenant_claim", "tenant"), leeway_s)
+                                   tuple(algorithms), entry.get("tenant_claim", "tenant"), leeway_s, jwks)
     rates = []
     for tenant, entry in (data.get("tenants") or {}).items():
         where = f"tenants.{tenant}"
@@ -205,6 +213,17 @@ def parse_auth(data: dict, base_dir: pathlib.Path = pathlib.Path(".")) -> AuthCo
             raise ConfigError(f"{where}: requests_per_s and burst must be >= 0")
         rates.append((_tenant(tenant, where), RateLimit(float(per_s), burst or max(1, int(per_s)))))
     return AuthConfig(tuple(keys), jwt_settings, tuple(rates))
+
+
+def _jwks(text: str, path: pathlib.Path) -> dict:
+    import jwt
+
+    try:
+        data = json.loads(text)
+        jwt.PyJWKSet(data["keys"])  # every key must load now, not at the first token
+    except (ValueError, KeyError, TypeError, jwt.PyJWTError) as error:
+        raise ConfigError(f"jwt: jwks_file {path}: not a JWK set ({type(error).__name__}: {error})") from None
+    return data
 
 
 def load_auth(path: pathlib.Path) -> AuthConfig:
@@ -240,6 +259,7 @@ class Authenticator:
         self._tokens: collections.OrderedDict[str, Principal] = collections.OrderedDict()
         self._clock = clock
         self._lock = threading.Lock()
+        self._jwk_set = None
 
     @property
     def enabled(self) -> bool:
@@ -301,12 +321,25 @@ class Authenticator:
                 self._tokens.popitem(last=False)
         return principal
 
+    def _jwks_key(self, jwt, token: str, settings: JwtSettings):
+        """The JWK set's key named by the token's `kid` (key rotation: old and new both listed)."""
+        if self._jwk_set is None:
+            self._jwk_set = jwt.PyJWKSet(settings.jwks["keys"])
+        kid = jwt.get_unverified_header(token).get("kid")
+        for jwk in self._jwk_set.keys:
+            if jwk.key_id == kid:
+                return jwk.key
+        raise Unauthenticated("token kid is not in the configured key set")
+
     def _verify(self, token: str, settings: JwtSettings, now_s: float) -> Principal:
         import jwt
 
         try:
+            key = settings.key
+            if settings.jwks is not None:
+                key = self._jwks_key(jwt, token, settings)
             claims = jwt.decode(
-                token, settings.key, algorithms=list(settings.algorithms), audience=settings.audience,
+                token, key, algorithms=list(settings.algorithms), audience=settings.audience,
                 issuer=settings.issuer, leeway=settings.leeway_s,
                 options={"require": ["exp", "iss", "aud", "sub"], "verify_iat": False},
             )
