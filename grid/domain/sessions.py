@@ -300,7 +300,7 @@ class SessionRules:
         """A new hold for the group: min(requested, what the money buys)."""
         if account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
             result = Result.END_USER_SERVICE_DENIED
-        elif len(self._active_holds[account.key]) >= self.limits.reservations_per_account_max:
+        elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
         else:
             available = account.available_micros()

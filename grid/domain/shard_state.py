@@ -18,6 +18,7 @@ Rejection ALREADY_EXISTS naming the first differing field.
 import collections
 import dataclasses
 import heapq
+import sys
 
 from grid.domain import operations as ops
 from grid.domain import rating
@@ -256,7 +257,10 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         reservation.held_micros = 0
         account.reserved_micros -= returned
         assert account.reserved_micros >= 0
-        del self._active_holds[account.key][reservation.reservation_id]
+        holds = self._active_holds[account.key]
+        del holds[reservation.reservation_id]
+        if not holds:  # most accounts hold nothing most of the time: keep no empty dict for them
+            del self._active_holds[account.key]
         self._mark("reservation", reservation.reservation_id, reservation)
         self._mark("account", account.key, account)
         return returned
@@ -338,7 +342,6 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             state=AccountState.ACTIVE, balance_micros=0, reserved_micros=0, created_at_ms=now_ms,
         )
         self.accounts[key] = account
-        self._active_holds[key] = {}
         self._mark("account", key, account)
         self._journal(JournalKind.ACCOUNT_CREATED, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id)
         return ops.CreateAccountReply(Result.SUCCESS, trace_id=op.trace_id)
@@ -401,7 +404,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             result = Result.END_USER_SERVICE_DENIED
         elif (rate := self._rate(account, op.rating_group)) is None:
             result = Result.RATING_FAILED
-        elif len(self._active_holds[account.key]) >= self.limits.reservations_per_account_max:
+        elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
         else:
             available = account.available_micros()
@@ -448,7 +451,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         account.reserved_micros += held
         self.reservations[reservation.reservation_id] = reservation
         self._reservation_order.append((reservation.expires_at_ms, reservation.reservation_id))
-        self._active_holds[account.key][reservation.reservation_id] = reservation
+        self._active_holds.setdefault(account.key, {})[reservation.reservation_id] = reservation
         heapq.heappush(self._expiry_heap, (reservation.expires_at_ms, reservation.reservation_id))
         self._mark("reservation", reservation.reservation_id, reservation)
         self._mark("account", account.key, account)
@@ -686,7 +689,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         if account is None:
             return ops.AccountReply(Result.USER_UNKNOWN)
         reserved = self.reserved_at(account, now_ms)
-        views = tuple(self._view(r) for r in self._active_holds[account.key].values() if r.expires_at_ms > now_ms)
+        views = tuple(self._view(r) for r in self._active_holds.get(account.key, {}).values() if r.expires_at_ms > now_ms)
         return ops.AccountReply(
             Result.SUCCESS, subscriber_id=account.subscriber_id, currency=account.currency, state=account.state,
             credit_limit_micros=account.credit_limit_micros, tariff_plan_id=account.tariff_plan_id,
@@ -718,8 +721,11 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         idempotency = []
         for record in records:
             if isinstance(record, Account):
+                # Interned: a million accounts share a handful of tenants, currencies and plans.
+                record.tenant = sys.intern(record.tenant)
+                record.currency = sys.intern(record.currency)
+                record.tariff_plan_id = sys.intern(record.tariff_plan_id)
                 state.accounts[record.key] = record
-                state._active_holds.setdefault(record.key, {})
             elif isinstance(record, Reservation):
                 state.reservations[record.reservation_id] = record
             elif isinstance(record, Charge):
@@ -759,7 +765,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             sorted((r.expires_at_ms, r.reservation_id) for r in state.reservations.values()))
         for reservation in state.reservations.values():
             if reservation.state == ReservationState.ACTIVE:
-                state._active_holds[reservation.account_key][reservation.reservation_id] = reservation
+                state._active_holds.setdefault(reservation.account_key, {})[reservation.reservation_id] = reservation
                 state._expiry_heap.append((reservation.expires_at_ms, reservation.reservation_id))
         heapq.heapify(state._expiry_heap)
         state._restore_sessions()

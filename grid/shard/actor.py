@@ -8,6 +8,7 @@ constructor and takes a new epoch.
 """
 
 import dataclasses
+import gc
 import logging
 import os
 import pathlib
@@ -50,6 +51,10 @@ class ShardActor:
             log.warning("shard %d: fault points armed: %s", shard_id, self.faults)
         self._next_journal_prune_ms = 0
         self.load_seconds = time.monotonic() - started
+        # The loaded state and the modules live as long as the actor: a full
+        # collection need not rescan them (a million accounts would make each one long).
+        gc.collect()
+        gc.freeze()
         log.info(
             "shard %d epoch %d loaded %d accounts in %.2fs",
             shard_id, self.state.meta.epoch, len(self.state.accounts), self.load_seconds,
