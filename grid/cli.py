@@ -205,6 +205,20 @@ def cmd_demo(args) -> int:
     return demo.run(pathlib.Path(args.data_dir) if args.data_dir else None)
 
 
+def cmd_bench(args) -> int:
+    from grid import bench
+
+    if not 0 < args.seconds <= 600:
+        print("grid bench: --seconds must be in (0, 600]", file=sys.stderr)
+        return 2
+    result = bench.run(args.seconds, args.concurrency, args.accounts, args.stream_operations, set(args.only))
+    bench.print_table(result["rows"])
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
+    audits = [report.get("conservation_audit", "ok") for report in result["reports"].values()]
+    return 0 if all(audit == "ok" for audit in audits) else 1
+
+
 def cmd_auth_new_key(args) -> int:
     """A random 256-bit key; only its SHA-256 goes into the auth file."""
     import secrets
@@ -541,6 +555,16 @@ def build_parser() -> argparse.ArgumentParser:
     new_key.add_argument("--tenant", required=True)
     new_key.add_argument("--scope", action="append", required=True, choices=sorted(security.ALL_SCOPES))
     new_key.set_defaults(handler=cmd_auth_new_key)
+
+    bench = commands.add_parser("bench", help="speed as ratios against ceilings measured in the same run")
+    bench.add_argument("--seconds", type=float, default=10.0, help="per measured phase (at most 600)")
+    bench.add_argument("--concurrency", type=int, default=64)
+    bench.add_argument("--accounts", type=int, default=1_000_000, help="idle accounts in the memory/restart step")
+    bench.add_argument("--stream-operations", type=int, default=200_000)
+    bench.add_argument("--only", action="append", default=[], choices=["unary", "stream", "tracing", "scale"],
+                       help="run only these steps (repeatable)")
+    bench.add_argument("--json", default="", help="write every figure and each benchmark's report here")
+    bench.set_defaults(handler=cmd_bench)
 
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")
     demo.add_argument("--data-dir", default=None, help="default: a temporary directory")

@@ -121,6 +121,18 @@ def _audit(target: str, subscribers: list[str], charged: dict) -> bool:
 
 
 @contextlib.contextmanager
+def provisioned_grid(shards: int, subscribers: list[str], env: dict | None = None):
+    """A provisioned `grid serve` on scratch data, killed whatever happens: yields its target."""
+    with tempfile.TemporaryDirectory(prefix="grid-bench-") as scratch:
+        grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=shards, env=env).start()
+        try:
+            _provision(grid.target, subscribers)
+            yield grid.target
+        finally:
+            grid.kill()
+
+
+@contextlib.contextmanager
 def ceiling_and_grid(shards: int, subscribers: list[str]):
     """The no-op server and a provisioned `grid serve` (scratch data), both on
     127.0.0.1 as their own processes, ended whatever happens: yields their targets."""
@@ -129,13 +141,8 @@ def ceiling_and_grid(shards: int, subscribers: list[str]):
                             stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert "noop listening" in noop.stdout.readline().decode()
-        with tempfile.TemporaryDirectory(prefix="grid-bench-") as scratch:
-            grid = ServerProcess(pathlib.Path(scratch) / "grid-data", shards=shards).start()
-            try:
-                _provision(grid.target, subscribers)
-                yield f"127.0.0.1:{noop_port}", grid.target
-            finally:
-                grid.kill()
+        with provisioned_grid(shards, subscribers) as grid_target:
+            yield f"127.0.0.1:{noop_port}", grid_target
     finally:
         os.killpg(noop.pid, signal.SIGKILL)
 
@@ -147,6 +154,9 @@ def main() -> int:
     parser.add_argument("--subscribers", type=int, default=256)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--json", type=pathlib.Path, default=None)
+    parser.add_argument("--durability-cost", action="store_true",
+                        help="also drive a grid whose writes are not synced (GRID_UNSAFE_NO_SYNC) and report "
+                             "synced/unsynced")
     args = parser.parse_args()
     assert 0 < args.seconds <= 600, "--seconds must be in (0, 600]"
     uvloop.install()
@@ -155,6 +165,11 @@ def main() -> int:
         ceiling = asyncio.run(drive(noop_target, subscribers, args.seconds, args.concurrency, "n"))
         measured = asyncio.run(drive(grid_target, subscribers, args.seconds, args.concurrency, "g"))
         audit_ok = _audit(grid_target, subscribers, measured["charged"])
+    unsynced = None
+    if args.durability_cost:
+        with provisioned_grid(args.shards, subscribers, env={"GRID_UNSAFE_NO_SYNC": "1"}) as unsynced_target:
+            unsynced = asyncio.run(drive(unsynced_target, subscribers, args.seconds, args.concurrency, "u"))
+            audit_ok = _audit(unsynced_target, subscribers, unsynced["charged"]) and audit_ok
     report = {
         "benchmark": "unary Reserve+Debit",
         "cpus": os.cpu_count(),
@@ -166,6 +181,9 @@ def main() -> int:
         "grid_over_noop": round(measured["calls_per_s"] / ceiling["calls_per_s"], 3),
         "conservation_audit": "ok" if audit_ok else "FAILED",
     }
+    if unsynced is not None:
+        report["grid_unsynced"] = {k: v for k, v in unsynced.items() if k != "charged"}
+        report["synced_over_unsynced"] = round(measured["calls_per_s"] / unsynced["calls_per_s"], 3)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

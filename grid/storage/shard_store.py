@@ -6,12 +6,16 @@ replies: group commit, one fsync per batch (DESIGN.md section 8).
 """
 
 import json
+import logging
+import os
 import pathlib
 
 from rocksdict import Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from grid.domain.records import JournalRecord
 from grid.storage import codec
+
+log = logging.getLogger("grid.store")
 
 MARKER_FILE = "SHARD.json"
 
@@ -44,7 +48,12 @@ class ShardStore:
                 raise StoreRefused(f"{path}: another incarnation of shard {shard_id} holds it: {error}") from error
             raise
         self._sync = WriteOptions()
-        self._sync.sync = True
+        # GRID_UNSAFE_NO_SYNC=1 exists only to measure what durability costs (grid bench):
+        # an acknowledged charge could then be lost with the machine. Never in service.
+        self._sync.sync = os.environ.get("GRID_UNSAFE_NO_SYNC", "") != "1"
+        if not self._sync.sync:
+            log.warning("shard %d: GRID_UNSAFE_NO_SYNC=1: writes are NOT synced; acknowledged charges can be "
+                        "lost in a crash (benchmarking only)", shard_id)
         if not marker.exists():
             marker.write_text(json.dumps({"shard_id": shard_id, "format": codec.CODEC_VERSION}))
 

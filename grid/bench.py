@@ -1,0 +1,104 @@
+"""`grid bench`: the speed figures of the grid as ratios, each measured in one run
+of one benchmark on this machine against its own ceiling (a no-op gRPC server,
+the grid without tracing or without synced writes), with the targets beside
+them. It runs the scripts of the repository's load_tests/ one after another
+(each bounded in time and count, to 127.0.0.1 only) and prints one table.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+LOAD_TESTS = pathlib.Path(__file__).resolve().parent.parent / "load_tests"
+# The longest any one benchmark may run before it is stopped.
+STEP_TIMEOUT_S = 1800
+
+
+def _run(script: str, args: list[str], env: dict | None = None) -> dict:
+    """One benchmark script; its report is the JSON object it prints last."""
+    import os
+
+    started = time.monotonic()
+    print(f"grid bench: {script} {' '.join(args)}", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, str(LOAD_TESTS / script), *args], capture_output=True, text=True,
+                          timeout=STEP_TIMEOUT_S, env={**os.environ, **(env or {})})
+    text = done.stdout
+    start = text.find("\n{")
+    start = 0 if text.startswith("{") else start + 1
+    if start < 0 or done.returncode not in (0, 1):
+        raise RuntimeError(f"{script} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    report = json.loads(text[start:])
+    report["_exit"] = done.returncode
+    report["_seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def _row(name: str, value, target: str, met: bool | None, how: str) -> dict:
+    return {"figure": name, "measured": value, "target": target,
+            "met": "yes" if met else "no" if met is not None else "-", "command": how}
+
+
+def run(seconds: float, concurrency: int, accounts: int, stream_operations: int, only: set[str]) -> dict:
+    if not LOAD_TESTS.is_dir():
+        raise SystemExit("grid bench needs the repository's load_tests/ (run it from a checkout: pip install -e .)")
+    rows, reports = [], {}
+
+    def wanted(step: str) -> bool:
+        return not only or step in only
+
+    if wanted("unary"):
+        args = ["--seconds", str(seconds), "--concurrency", str(concurrency), "--durability-cost"]
+        unary = reports["unary"] = _run("bench_unary.py", args)
+        how = "load_tests/bench_unary.py " + " ".join(args)
+        rows.append(_row("unary Reserve+Debit calls/s, grid / no-op gRPC server", unary["grid_over_noop"], ">= 0.70",
+                         unary["grid_over_noop"] >= 0.70, how))
+        rows.append(_row("  grid calls/s (no-op calls/s)",
+                         f"{unary['grid']['calls_per_s']:.0f} ({unary['noop']['calls_per_s']:.0f})", "", None, how))
+        rows.append(_row("  p50 / p99 per call, ms (closed loop)",
+                         f"{unary['grid']['latency_us']['p50'] / 1000:.1f} / "
+                         f"{unary['grid']['latency_us']['p99'] / 1000:.1f}", "", None, how))
+        rows.append(_row("durability cost: synced / unsynced calls/s", unary["synced_over_unsynced"], "(reported)",
+                         None, how))
+        rows.append(_row("  conservation audit", unary["conservation_audit"], "ok",
+                         unary["conservation_audit"] == "ok", how))
+    if wanted("stream"):
+        args = ["--operations", str(stream_operations), "--window", "4000", "--streams", "4"]
+        stream = reports["stream"] = _run("bench_stream.py", args)
+        how = "load_tests/bench_stream.py " + " ".join(args)
+        ops_per_s = stream["grid"]["operations_per_s"]
+        rows.append(_row("Charge stream operations/s, durable, traced at the default ratio", round(ops_per_s),
+                         ">= 50,000", ops_per_s >= 50_000, how))
+        rows.append(_row("  grid / no-op stream", stream["grid_over_noop"], "(reported)", None, how))
+    if wanted("tracing"):
+        args = ["--seconds", str(seconds), "--concurrency", str(concurrency), "--export-ratio", "0.01"]
+        traced = reports["tracing"] = _run("bench_tracing.py", args)
+        rows.append(_row("tracing cost: on / off calls/s (ratio 0.01)", traced["on_over_off"], "(reported)", None,
+                         "load_tests/bench_tracing.py " + " ".join(args)))
+    if wanted("scale"):
+        args = ["--accounts", str(accounts), "--restarts", "3"]
+        scale = reports["scale"] = _run("bench_shard_scale.py", args)
+        how = "load_tests/bench_shard_scale.py " + " ".join(args)
+        rows.append(_row(f"shard memory per idle account, bytes ({accounts:,} accounts)",
+                         scale["bytes_per_account_median"], "<= 1,024", scale["bytes_per_account_median"] <= 1024,
+                         how))
+        rows.append(_row(f"shard back in service after a restart, s ({accounts:,} accounts)",
+                         scale["restore_s_median"], "<= 20", scale["restore_s_median"] <= 20, how))
+    return {"rows": rows, "reports": reports}
+
+
+def print_table(rows: list[dict]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        for row in rows:
+            print(f"{row['figure']:<66} {str(row['measured']):>18} {row['target']:>12} {row['met']:>4}")
+        return
+    table = Table(title="grid bench (ratios measured in one run each)")
+    for column in ("figure", "measured", "target", "met"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["figure"], str(row["measured"]), row["target"], row["met"])
+    Console().print(table)
