@@ -157,9 +157,8 @@ def _config(args) -> GridConfig:
         plaintext=args.plaintext, plaintext_any_host=args.plaintext_any_host,
         auth=security.load_auth(pathlib.Path(args.auth_file)) if args.auth_file else security.AuthConfig(),
         anonymous_any_host=args.anonymous_any_host,
-        tenant_rate=security.RateLimit(args.tenant_requests_per_s, args.tenant_burst or int(args.tenant_requests_per_s)),
-        subscriber_rate=security.RateLimit(args.subscriber_requests_per_s,
-                                           args.subscriber_burst or int(args.subscriber_requests_per_s)),
+        tenant_rate=security.RateLimit.of(args.tenant_requests_per_s, args.tenant_burst),
+        subscriber_rate=security.RateLimit.of(args.subscriber_requests_per_s, args.subscriber_burst),
         calls_max=args.calls_max,
     )
 

@@ -113,6 +113,17 @@ class RateLimit:
     per_s: float = 0.0
     burst: int = 0
 
+    def __post_init__(self) -> None:
+        if self.per_s < 0 or self.burst < 0:
+            raise ConfigError("a request rate and its burst must be >= 0")
+        if self.per_s > 0 and self.burst < 1:
+            raise ConfigError("a request rate needs a burst of at least 1 (a bucket of 0 tokens admits nothing)")
+
+    @classmethod
+    def of(cls, per_s: float, burst: int = 0) -> "RateLimit":
+        """A rate with its burst, the burst defaulting to a second's worth (at least 1)."""
+        return cls(float(per_s), burst or (max(1, math.ceil(per_s)) if per_s > 0 else 0))
+
     @property
     def enabled(self) -> bool:
         return self.per_s > 0
@@ -174,8 +185,12 @@ def parse_auth(data: dict, base_dir: pathlib.Path = pathlib.Path(".")) -> AuthCo
             raise ConfigError(f"{where}: key_sha256 must be 64 hex digits (grid auth new-key prints one)")
         keys.append(ApiKey(_str(entry, where, "name"), _tenant(_str(entry, where, "tenant"), where), digest,
                            _scopes(entry, where)))
-    if len({key.key_sha256 for key in keys}) != len(keys):
-        raise ConfigError("api_keys: the same key is configured twice")
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        if key.key_sha256 in seen:
+            raise ConfigError(f"api_keys[{seen[key.key_sha256]}] and api_keys[{index}]: the same key is configured "
+                              "twice")
+        seen[key.key_sha256] = index
     jwt_settings = None
     if data.get("jwt"):
         entry, where = data["jwt"], "jwt"
@@ -201,17 +216,22 @@ def parse_auth(data: dict, base_dir: pathlib.Path = pathlib.Path(".")) -> AuthCo
         leeway_s = entry.get("leeway_s", 30)
         if not isinstance(leeway_s, int) or not 0 <= leeway_s <= 300:
             raise ConfigError("jwt: leeway_s must be an integer from 0 to 300")
+        tenant_claim = entry.get("tenant_claim", "tenant")
+        if not isinstance(tenant_claim, str) or not tenant_claim:
+            raise ConfigError("jwt: tenant_claim must be a non-empty string (the claim naming the tenant)")
         jwt_settings = JwtSettings(_str(entry, where, "issuer"), _str(entry, where, "audience"), key,
-                                   tuple(algorithms), entry.get("tenant_claim", "tenant"), leeway_s, jwks)
+                                   tuple(algorithms), tenant_claim, leeway_s, jwks)
     rates = []
     for tenant, entry in (data.get("tenants") or {}).items():
         where = f"tenants.{tenant}"
+        if not isinstance(tenant, str):
+            raise ConfigError(f"{where}: a tenant name must be a string (quote it in YAML)")
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a mapping")
         per_s, burst = entry.get("requests_per_s", 0), entry.get("burst", 0)
         if not isinstance(per_s, (int, float)) or per_s < 0 or not isinstance(burst, int) or burst < 0:
             raise ConfigError(f"{where}: requests_per_s and burst must be >= 0")
-        rates.append((_tenant(tenant, where), RateLimit(float(per_s), burst or max(1, int(per_s)))))
+        rates.append((_tenant(tenant, where), RateLimit.of(per_s, burst)))
     return AuthConfig(tuple(keys), jwt_settings, tuple(rates))
 
 
@@ -231,12 +251,13 @@ def load_auth(path: pathlib.Path) -> AuthConfig:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"auth file {path}: {error.strerror}") from None
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
+    import yaml
 
-        data = yaml.safe_load(text)
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ConfigError(f"auth file {path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          f"{str(error).splitlines()[0]}") from None
     return parse_auth(data, path.parent)
 
 
@@ -341,10 +362,21 @@ class Authenticator:
             claims = jwt.decode(
                 token, key, algorithms=list(settings.algorithms), audience=settings.audience,
                 issuer=settings.issuer, leeway=settings.leeway_s,
-                options={"require": ["exp", "iss", "aud", "sub"], "verify_iat": False},
+                options={"require": ["exp", "iss", "aud", "sub"], "verify_iat": False, "verify_exp": False,
+                         "verify_nbf": False},
             )
+            # Expiry and not-before against this authenticator's clock, with the leeway.
+            exp, nbf = claims["exp"], claims.get("nbf", 0)
+            if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)):
+                raise Unauthenticated("token exp and nbf must be numbers")
+            if exp + settings.leeway_s <= now_s:
+                raise jwt.ExpiredSignatureError()
+            if nbf - settings.leeway_s > now_s:
+                raise jwt.ImmatureSignatureError()
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("token not valid yet (nbf)") from None
         except jwt.InvalidAudienceError:
             raise Unauthenticated("token audience is not this grid") from None
         except jwt.InvalidIssuerError:

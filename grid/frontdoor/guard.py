@@ -84,7 +84,7 @@ class Guard:
         except Denied as denied:
             if self.admin_log is not None and method in ADMIN_METHODS:
                 who = principal or _UNAUTHENTICATED
-                await self.log(who, method, request, _code_name(denied.status.code), "", context.peer())
+                await self.log(who, method, request, code_name(denied.status.code), "", context.peer())
             await context.abort_with_status(rpc_status.to_status(denied.status))
         return principal
 
@@ -100,7 +100,7 @@ _UNAUTHENTICATED = security.Principal("", "unauthenticated", frozenset())
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
-def _code_name(code: int) -> str:
+def code_name(code: int) -> str:
     return _CODE_NAMES.get(code, str(code))
 
 

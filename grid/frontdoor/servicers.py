@@ -20,7 +20,7 @@ from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
 from grid.frontdoor import convert, errors, notifications
-from grid.frontdoor.guard import Denied
+from grid.frontdoor.guard import Denied, code_name
 from grid.frontdoor.router import Router, outcome_of
 
 
@@ -208,6 +208,8 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
             guard.scope(principal, method)
             guard.admit(principal, request.subscriber_id)
         except Denied as denied:
+            if guard.admin_log is not None:  # a refused money-in attempt is logged like a unary one
+                await guard.log(principal, method, request, code_name(denied.status.code), "", peer)
             return pb.ChargeResponse(correlation_tag=tag, error=denied.status)
         started = time.monotonic()
         call = tracing.begin_call(self._router.tracing.policy, metadata)
