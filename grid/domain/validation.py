@@ -272,8 +272,13 @@ def _validate_unsubscribe(op: ops.Unsubscribe, limits: CoreLimits) -> None:
     _identifier("client_id", op.client_id, limits)
 
 
+# The last instant whose calendar month (and the month after it) Python's
+# datetime can name: 9999-11-30T23:59:59.999Z. A billing period ends the next month.
+CALENDAR_MS_MAX = 253_399_622_399_999
+
+
 def _validate_billing_cycle(op: ops.GetBillingCycle, limits: CoreLimits) -> None:
-    _integer("at_ms", op.at_ms, 0, INT64_MAX)
+    _integer("at_ms", op.at_ms, 0, CALENDAR_MS_MAX)
 
 
 def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:

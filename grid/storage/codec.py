@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import operator
 import struct
+import threading
 import typing
 import zlib
 
@@ -132,11 +133,26 @@ def _default(value):
     return msgpack.ExtType(code, msgpack.packb(fields(value), default=_default, use_bin_type=True))
 
 
+# Records nest a few levels (an idempotency record's reply's unit informations);
+# each level is a recursive msgpack.unpackb with tens of KiB of C stack, so a
+# hostile value nested a few hundred deep would overflow the C stack (SIGSEGV)
+# before Python's recursion limit. Deeper than this is corrupt.
+_NESTING_MAX = 32
+_nesting = threading.local()
+
+
 def _ext_hook(code: int, data: bytes):
     cls = _CLASSES.get(code)
     if cls is None:
         raise CorruptRecord(f"unknown record type code {code}")
-    values = list(msgpack.unpackb(data, ext_hook=_ext_hook, use_list=False, raw=False))
+    depth = getattr(_nesting, "depth", 0)
+    if depth >= _NESTING_MAX:
+        raise CorruptRecord(f"records nested deeper than {_NESTING_MAX}")
+    _nesting.depth = depth + 1
+    try:
+        values = list(msgpack.unpackb(data, ext_hook=_ext_hook, use_list=False, raw=False))
+    finally:
+        _nesting.depth = depth
     for index, enum_class in _ENUMS[cls]:
         values[index] = enum_class(values[index])
     return cls(*values)
@@ -156,11 +172,14 @@ def decode(value: bytes):
     if body[0] != CODEC_VERSION:
         raise CorruptRecord(f"unknown codec version {body[0]}")
     try:
-        return msgpack.unpackb(body[1:], ext_hook=_ext_hook, use_list=False, raw=False)
+        record = msgpack.unpackb(body[1:], ext_hook=_ext_hook, use_list=False, raw=False)
     except CorruptRecord:
         raise
     except Exception as error:  # a checksum collision or a codec bug: never apply it
         raise CorruptRecord(f"undecodable record: {error}") from error
+    if type(record) not in _ENCODERS:  # valid msgpack, but not a record: as corrupt
+        raise CorruptRecord(f"a stored value decoded to {type(record).__name__}, not a record")
+    return record
 
 
 def pack_batch(items: list) -> bytes:
@@ -173,7 +192,15 @@ def pack_batch(items: list) -> bytes:
 def unpack_batch(payload: bytes) -> list:
     if not payload or payload[0] != CODEC_VERSION:
         raise CorruptRecord("batch of an unknown codec version")
-    return list(msgpack.unpackb(payload[1:], ext_hook=_ext_hook, use_list=False, raw=False))
+    try:
+        items = msgpack.unpackb(payload[1:], ext_hook=_ext_hook, use_list=False, raw=False)
+    except CorruptRecord:
+        raise
+    except Exception as error:  # never half-understood operations or replies
+        raise CorruptRecord(f"undecodable batch: {type(error).__name__}: {error}") from error
+    if not isinstance(items, tuple):
+        raise CorruptRecord(f"a batch decoded to {type(items).__name__}, not a list")
+    return list(items)
 
 
 # ---------------------------------------------------------------- keys
