@@ -163,11 +163,12 @@ def _validate_controls(plan: TariffPlan, limits: CoreLimits) -> None:
         _enum(f"{where}.action", control.action, tuple(ControlAction)[1:])
         needs_window = velocity or control.action == ControlAction.DENY_GRANTS
         _integer(f"{where}.window_s", control.window_s, 1 if needs_window else 0, _CONTROL_WINDOW_MAX_S)
-        if not isinstance(control.rating_groups, tuple) or len(set(control.rating_groups)) != len(
-                control.rating_groups):
-            raise InvalidArgument(f"{where}.rating_groups", "must list each rating group once")
-        for group_index, rating_group in enumerate(control.rating_groups):
+        if not isinstance(control.rating_groups, tuple):
+            raise InvalidArgument(f"{where}.rating_groups", "must be a list of rating groups")
+        for group_index, rating_group in enumerate(control.rating_groups):  # each checked before hashing
             _integer(f"{where}.rating_groups[{group_index}]", rating_group, 1, UINT32_MAX)
+        if len(set(control.rating_groups)) != len(control.rating_groups):
+            raise InvalidArgument(f"{where}.rating_groups", "must list each rating group once")
         if control.kind == ControlKind.USAGE_VELOCITY and not control.rating_groups:
             raise InvalidArgument(f"{where}.rating_groups", "a usage velocity control counts some rating groups")
         if control.rating_groups and not velocity:
@@ -231,11 +232,12 @@ def _validate_counters(plan: TariffPlan, limits: CoreLimits) -> None:
         if counter.counter_id in seen:
             raise InvalidArgument(f"{where}.counter_id", "appears twice in the plan")
         seen.add(counter.counter_id)
-        if not isinstance(counter.rating_groups, tuple) or len(set(counter.rating_groups)) != len(
-                counter.rating_groups):
-            raise InvalidArgument(f"{where}.rating_groups", "must list each rating group once")
-        for group_index, rating_group in enumerate(counter.rating_groups):
+        if not isinstance(counter.rating_groups, tuple):
+            raise InvalidArgument(f"{where}.rating_groups", "must be a list of rating groups")
+        for group_index, rating_group in enumerate(counter.rating_groups):  # each checked before hashing
             _integer(f"{where}.rating_groups[{group_index}]", rating_group, 1, UINT32_MAX)
+        if len(set(counter.rating_groups)) != len(counter.rating_groups):
+            raise InvalidArgument(f"{where}.rating_groups", "must list each rating group once")
         if not isinstance(counter.spend, bool):
             raise InvalidArgument(f"{where}.spend", "must be a boolean")
         if not counter.spend and not counter.rating_groups:
