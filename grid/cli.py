@@ -555,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     new_key.add_argument("--scope", action="append", required=True, choices=sorted(security.ALL_SCOPES))
     new_key.set_defaults(handler=cmd_auth_new_key)
 
+    from grid.storm import cli as storm_cli
+
+    storm_cli.register(commands)  # grid load SCENARIO
+
     bench = commands.add_parser("bench", help="speed as ratios against ceilings measured in the same run")
     bench.add_argument("--seconds", type=float, default=10.0, help="per measured phase (at most 600)")
     bench.add_argument("--concurrency", type=int, default=64)
