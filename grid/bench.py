@@ -63,6 +63,16 @@ def run(seconds: float, concurrency: int, accounts: int, stream_operations: int,
                          None, how))
         rows.append(_row("  conservation audit", unary["conservation_audit"], "ok",
                          unary["conservation_audit"] == "ok", how))
+    if wanted("latency"):
+        args = ["--seconds", str(seconds), "--concurrency", str(concurrency), "--fraction", "0.5"]
+        latency = reports["latency"] = _run("bench_latency.py", args)
+        how = "load_tests/bench_latency.py " + " ".join(args)
+        p99 = latency["reserve_p99_ms"]
+        rows.append(_row("unary Reserve p99 at half the maximum rate, ms (open loop)", p99, "<= 5", p99 <= 5, how))
+        rows.append(_row("  p50 / p99.9, ms; generator lag max, ms",
+                         f"{latency['open_loop']['reserve_latency_ms']['p50']:.1f} / "
+                         f"{latency['open_loop']['reserve_latency_ms']['p99.9']:.1f}; "
+                         f"{latency['open_loop']['generator_lag_max_ms']}", "", None, how))
     if wanted("stream"):
         args = ["--operations", str(stream_operations), "--window", "4000", "--streams", "4"]
         stream = reports["stream"] = _run("bench_stream.py", args)
