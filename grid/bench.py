@@ -111,4 +111,4 @@ def print_table(rows: list[dict]) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(row["figure"], str(row["measured"]), row["target"], row["met"])
-    Console().print(table)
+    Console(width=max(Console().width, 132)).print(table)
