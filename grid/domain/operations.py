@@ -68,7 +68,11 @@ class Reserve:
     trace_id: str = ""
     # The span that applied it (set by the shard shell): journaled beside trace_id.
     span_id: str = ""
-    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "session_id", "rating_group", "requested_units")
+    # E.164 digits of the called party (rate selection by longest prefix), the roaming zone.
+    destination: str = ""
+    roaming_zone: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "session_id", "rating_group", "requested_units", "destination",
+                                "roaming_zone")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,7 +89,13 @@ class Debit:
     trace_id: str = ""
     # The span that applied it (set by the shard shell): journaled beside trace_id.
     span_id: str = ""
-    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id", "rating_group", "used_units", "final")
+    # A direct debit: what the usage was (rate selection) and when it began (0:
+    # seconds ended now, other units now).
+    destination: str = ""
+    roaming_zone: str = ""
+    usage_started_at_ms: int = 0
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id", "rating_group", "used_units", "final",
+                                "destination", "roaming_zone", "usage_started_at_ms")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,6 +145,8 @@ class UnitUsage:
     requested_units: int = 0
     # Units used since the last report, charged against the group's hold.
     used_units: int = 0
+    destination: str = ""
+    roaming_zone: str = ""
 
 
 SESSION_PAYLOAD_FIELDS = ("subscriber_id", "session_id", "invocation_sequence_number", "multiple_unit_usage",
@@ -211,6 +223,8 @@ class UnitInformation:
     rounding_residue_picos: int = 0
     # What the closed hold still held and went back to the subscriber.
     released_micros: int = 0
+    # The grant may cross this change of time band (ms; 0: none).
+    tariff_time_change_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -312,6 +326,23 @@ class GetTransaction:
 class GetTariff:
     tariff_plan_id: str
     tenant: str = DEFAULT_TENANT
+    # 0: the latest version put.
+    version: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Quote:
+    """Advice of charge: what the usage costs now and how many units the
+    balance buys; holds and charges nothing."""
+
+    tenant: str
+    subscriber_id: str
+    rating_group: int
+    used_units: int
+    destination: str = ""
+    roaming_zone: str = ""
+    # When the usage would start (0: now).
+    at_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -389,6 +420,9 @@ class ReserveReply:
     held_micros: int = 0
     replayed: bool = False
     trace_id: str = ""
+    # The grant may cross this change of time band (ms; 0: none): report usage by then.
+    tariff_time_change_ms: int = 0
+    tariff_version: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -403,6 +437,7 @@ class DebitReply:
     rounding_residue_picos: int = 0
     replayed: bool = False
     trace_id: str = ""
+    tariff_version: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -493,6 +528,25 @@ class NotificationsReply:
 class TariffReply:
     result: Result
     plan: TariffPlan | None = None
+    # Every version held, oldest first (version, effective_from_ms).
+    versions: tuple[tuple[int, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuoteReply:
+    result: Result
+    cost_micros: int = 0
+    rounding_residue_picos: int = 0
+    # Units the available money buys at this rate now (whole increments).
+    affordable_units: int = 0
+    available_micros: int = 0
+    tariff_plan_id: str = ""
+    tariff_version: int = 0
+    # The rate chosen: its destination prefix, time band and zone.
+    destination_prefix: str = ""
+    time_band: str = ""
+    roaming_zone: str = ""
+    currency: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -522,9 +576,10 @@ Operation = Union[
     CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, PutTariff,
     CreateSession, UpdateSession, ReleaseSession, Subscribe, Unsubscribe,
     GetBalance, GetAccount, GetTransaction, GetTariff, GetSession, ReadNotifications, GetCounters, GetBillingCycle,
+    Quote,
 ]
 Reply = Union[
-    MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, SessionInfoReply,
+    MutatingReply, PutTariffReply, BalanceReply, AccountReply, TransactionReply, TariffReply, SessionInfoReply, QuoteReply,
     NotificationsReply, CountersReply, BillingCycleReply, Rejection,
 ]
 

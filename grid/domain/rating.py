@@ -6,6 +6,7 @@ residue (charged minus exact) is returned so the journal can record it.
 """
 
 import dataclasses
+import enum
 
 from grid.domain.outcomes import ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
 
@@ -14,9 +15,56 @@ from grid.domain.outcomes import ControlAction, ControlKind, CounterPeriod, Fina
 DEFAULT_TENANT = "default"
 
 
+class Rounding(enum.IntEnum):
+    """How a plan rounds an exact cost to micros, once per charge (unset: UP)."""
+
+    ROUNDING_UNSPECIFIED = 0
+    ROUNDING_UP = 1
+    ROUNDING_HALF_EVEN = 2
+    ROUNDING_DOWN = 3
+
+
+class CapAction(enum.IntEnum):
+    """What a rate's maximum cost does when a session or debit reaches it (unset: STOP_CHARGING)."""
+
+    CAP_ACTION_UNSPECIFIED = 0
+    # Usage past the cap is free: charging stops at the cap.
+    CAP_STOP_CHARGING = 1
+    # No quota is granted past the cap.
+    CAP_DENY_QUOTA = 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tier:
+    """From from_units on (of the session's usage, or of the period's for volume
+    tiers): price_micros per rate_units, billed in increment_units."""
+
+    from_units: int
+    price_micros: int
+    rate_units: int
+    increment_units: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimeBand:
+    """A named part of the week in the plan's time zone: days 1 (Monday) to 7,
+    8 for the plan's holidays; minutes of the day [from_minute, to_minute)."""
+
+    name: str
+    days: tuple[int, ...]
+    from_minute: int
+    to_minute: int
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rate:
-    """The price of one rating group: price_micros per rate_units, in increments."""
+    """The price of one rating group: price_micros per rate_units, in increments.
+
+    Chosen by rating group, destination prefix (longest match; empty: any),
+    time band (empty: any time) and roaming zone (empty: any). `tiers`, when
+    given, replace the single price: "60/1" is Tier(0, p, 60, 60), Tier(60, p,
+    60, 1). With volume_period set, tiers count the period's usage instead.
+    """
 
     rating_group: int
     unit: Unit
@@ -28,6 +76,30 @@ class Rate:
     # where to send the user.
     final_unit_action: FinalUnitAction = FinalUnitAction.FINAL_UNIT_ACTION_UNSPECIFIED
     redirect_server_address: str = ""
+    destination_prefix: str = ""
+    time_band: str = ""
+    roaming_zone: str = ""
+    # Charged once per session (or direct debit) when usage starts.
+    connect_fee_micros: int = 0
+    tiers: tuple[Tier, ...] = ()
+    # A session or direct debit with usage costs at least this, at most maximum_cost (0: none).
+    minimum_charge_micros: int = 0
+    maximum_cost_micros: int = 0
+    cap_action: CapAction = CapAction.CAP_ACTION_UNSPECIFIED
+    # Volume tiers: the tiers count usage of this rating group in the period.
+    volume_period: CounterPeriod = CounterPeriod.COUNTER_PERIOD_UNSPECIFIED
+
+    @property
+    def effective_tiers(self) -> tuple[Tier, ...]:
+        if self.tiers:
+            return self.tiers
+        return (Tier(0, self.price_micros, self.rate_units, self.increment_units),)
+
+    @property
+    def simple(self) -> bool:
+        """Priced by the v1 closed form: one price, no fee, caps or volume tiers."""
+        return (not self.tiers and not self.connect_fee_micros and not self.minimum_charge_micros
+                and not self.maximum_cost_micros and not self.volume_period)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +155,15 @@ class TariffPlan:
     controls: tuple[Control, ...] = ()
     # The tenant whose catalog holds the plan: only its accounts can use it.
     tenant: str = DEFAULT_TENANT
+    # From this instant on (ms) new grants and charges use this version.
+    effective_from_ms: int = 0
+    # IANA time zone of the time bands, e.g. "Europe/Berlin".
+    time_zone: str = ""
+    time_bands: tuple[TimeBand, ...] = ()
+    # ISO dates (YYYY-MM-DD, in the plan's zone) that are day 8 for the time bands.
+    holidays: tuple[str, ...] = ()
+    rounding: Rounding = Rounding.ROUNDING_UNSPECIFIED
+    description: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -95,10 +176,18 @@ class TariffPlan:
         return None
 
     def rate_for(self, rating_group: int) -> Rate | None:
+        """The rate of a rating group for any destination, time and zone (v1 plans)."""
         for rate in self.rates:
-            if rate.rating_group == rating_group:
+            if rate.rating_group == rating_group and not (rate.destination_prefix or rate.time_band
+                                                          or rate.roaming_zone):
                 return rate
         return None
+
+    @property
+    def content(self) -> tuple:
+        """What PutTariff compares to decide whether a plan changed."""
+        return (self.rates, self.policy_counters, self.controls, self.time_zone, self.time_bands, self.holidays,
+                self.rounding, self.description)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

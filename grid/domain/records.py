@@ -57,6 +57,16 @@ class Reservation:
     granted_at_ms: int
     expires_at_ms: int
     request_id: str
+    # How its usage is rated: the plan version, what was called, when the usage
+    # (of the session) began, the units and exact cost (a fraction; 0/0 for
+    # holds stored before) the usage had reached when the hold was granted.
+    tariff_version: int = 0
+    destination: str = ""
+    roaming_zone: str = ""
+    anchor_ms: int = 0
+    base_units: int = 0
+    exact_numerator: int = 0
+    exact_denominator: int = 0
 
     @property
     def account_key(self) -> AccountKey:
@@ -85,6 +95,9 @@ class Session:
     # No update by then: the grid closes the session (RFC 4006 Tcc).
     supervision_deadline_ms: int
     closed_at_ms: int = 0
+    # Per rating group, where the session's rated usage stands:
+    # (rating_group, anchor_ms, used_units, exact_numerator, exact_denominator).
+    progress: tuple[tuple[int, int, int, int, int], ...] = ()
 
     @property
     def key(self) -> SessionKey:
@@ -225,6 +238,8 @@ class Charge:
     rating_group: int
     used_units: int
     charged_at_ms: int
+    # The plan version that priced it.
+    tariff_version: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -283,3 +298,18 @@ class ShardMeta:
     next_journal_sequence: int = 1
     next_object_id: int = 1
     next_notification_sequence: int = 1
+
+
+@dataclasses.dataclass(slots=True)
+class VolumeCounter:
+    """Usage of one rating group in the current period: where volume tiers stand."""
+
+    tenant: str
+    subscriber_id: str
+    rating_group: int
+    period_start_ms: int
+    units: int
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.tenant, self.subscriber_id, self.rating_group)

@@ -22,8 +22,11 @@ import bisect
 import heapq
 import zlib
 
+from fractions import Fraction
+
 from grid.domain import operations as ops
-from grid.domain import rating
+from grid.domain import pricing, rating
+from grid.domain.rating_rules import Progress
 from grid.domain.outcomes import (
     AccountState,
     ErrorCode,
@@ -34,6 +37,7 @@ from grid.domain.outcomes import (
     ReservationState,
     Result,
     SessionState,
+    Unit,
 )
 from grid.domain.records import Account, Notification, NotificationFloor, Reservation, Session, SessionKey
 from grid.domain.reservations import ReservationEvent, next_state
@@ -95,16 +99,19 @@ class SessionRules:
             self._denied(JournalKind.SESSION_OPENED, op, Result.USER_UNKNOWN, now_ms, session_id=op.session_id)
             return ops.SessionReply(Result.USER_UNKNOWN, session_id=op.session_id,
                                     invocation_sequence_number=op.invocation_sequence_number, trace_id=op.trace_id)
-        rates = {usage.rating_group: self._rate(account, usage.rating_group) for usage in op.multiple_unit_usage}
+        rates = {usage.rating_group: self._group_pricer(session, account, usage, now_ms)
+                 for usage in op.multiple_unit_usage}
         for index, usage in enumerate(op.multiple_unit_usage):
             rate = rates[usage.rating_group]
-            # The most this usage can cost on a hold rated cumulatively: one increment more.
-            if rate is not None and usage.used_units and rating.cost(
-                    rate, usage.used_units + rate.increment_units).charged_micros > self.limits.charge_max_micros:
-                return ops.Rejection(
-                    ErrorCode.INVALID_ARGUMENT, f"multiple_unit_usage[{index}].used_units",
-                    f"the usage would cost more than {self.limits.charge_max_micros} micros in one charge",
-                )
+            if rate is not None and usage.used_units:
+                progress = self._group_progress(session, rate, usage, now_ms)
+                cost = self._rate_more(account, rate, progress, usage.used_units,
+                                       self._usage_start(session, rate, usage, now_ms), now_ms)
+                if cost.charged_micros > self.limits.charge_max_micros:
+                    return ops.Rejection(
+                        ErrorCode.INVALID_ARGUMENT, f"multiple_unit_usage[{index}].used_units",
+                        f"the usage would cost more than {self.limits.charge_max_micros} micros in one charge",
+                    )
         # Nothing below refuses the request: from here on it applies as a whole.
         if isinstance(op, ops.CreateSession):
             if account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
@@ -164,6 +171,63 @@ class SessionRules:
             trace_id=op.trace_id,
         )
 
+    # ------------------------------------------------------------ rating of a group
+
+    def _group_hold(self, session: Session | None, rating_group: int) -> Reservation | None:
+        if session is None:
+            return None
+        reservation = self.reservations.get(dict(session.holds).get(rating_group, ""))
+        return reservation if reservation is not None and reservation.state == ReservationState.ACTIVE else None
+
+    def _group_pricer(self, session: Session | None, account: Account, usage: ops.UnitUsage,
+                      now_ms: int) -> pricing.Pricer | None:
+        """The group's live hold's pricer (its version and destination) for its
+        usage; else the plan in force, anchored where the session's usage began."""
+        hold = self._group_hold(session, usage.rating_group)
+        if hold is not None:
+            pricer = self._hold_pricer(account, hold, now_ms)
+            if pricer is not None:
+                return pricer
+        anchor_ms = None
+        for entry in (session.progress if session is not None else ()):
+            if entry[0] == usage.rating_group:
+                anchor_ms = entry[1]
+        if anchor_ms is None and usage.used_units:
+            anchor_ms = now_ms - usage.used_units * 1000 if self._is_seconds(account, usage, now_ms) else now_ms
+        return self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms,
+                            anchor_ms=anchor_ms)
+
+    def _is_seconds(self, account: Account, usage: ops.UnitUsage, now_ms: int) -> bool:
+        pricer = self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms)
+        return pricer is not None and pricer.unit == Unit.SECONDS
+
+    def _group_progress(self, session: Session | None, pricer: pricing.Pricer, usage: ops.UnitUsage,
+                        now_ms: int) -> Progress:
+        """Where the session's rated usage of the group stands."""
+        for group, anchor_ms, used, numerator, denominator in (session.progress if session is not None else ()):
+            if group == usage.rating_group:
+                return Progress(anchor_ms, used, Fraction(numerator, denominator))
+        hold = self._group_hold(session, usage.rating_group)
+        if hold is not None:  # a session stored before progress was
+            return self._hold_progress(pricer, hold)
+        return Progress.start(self._usage_start(session, pricer, usage, now_ms))
+
+    def _usage_start(self, session: Session | None, pricer: pricing.Pricer, usage: ops.UnitUsage,
+                     now_ms: int) -> int:
+        """When the reported seconds began: at the hold's grant (quota is used
+        from when it is granted), else they ended now."""
+        hold = self._group_hold(session, usage.rating_group)
+        if hold is not None:
+            return hold.granted_at_ms + hold.used_units * 1000
+        return now_ms - usage.used_units * 1000 if pricer.unit == Unit.SECONDS else now_ms
+
+    @staticmethod
+    def _set_group_progress(session: Session, rating_group: int, progress: Progress) -> None:
+        entries = {entry[0]: entry for entry in session.progress}
+        entries[rating_group] = (rating_group, progress.anchor_ms, progress.used_units, progress.exact.numerator,
+                                 progress.exact.denominator)
+        session.progress = tuple(sorted(entries.values()))
+
     def _open_session(self, op, account: Account, now_ms: int) -> Session:
         session = Session(
             tenant=op.tenant, subscriber_id=op.subscriber_id, session_id=op.session_id, state=_ACTIVE,
@@ -217,7 +281,7 @@ class SessionRules:
                 session.holds = tuple(sorted(holds.items()))
             return info, Result.RATING_FAILED
         if usage.used_units:
-            charged = self._charge_session_usage(op, session, account, reservation, rate, usage.used_units, now_ms)
+            charged = self._charge_session_usage(op, session, account, reservation, rate, usage, now_ms)
             if isinstance(charged, Result):
                 return info, charged  # the hold stays as it was
             info.update(charged)
@@ -238,21 +302,22 @@ class SessionRules:
         closed, so the money they free counts whatever the order of the groups."""
         grant = self._session_grant(op, session, account, rate, usage, now_ms)
         if isinstance(grant, Result):
-            return ops.UnitInformation(result=grant, **info, **self._final_units(rate, grant))
+            return ops.UnitInformation(result=grant, **info, **self._final_units(rate.anchor, grant))
         reservation, granted_info = grant
         session.holds = tuple(sorted({**dict(session.holds), usage.rating_group: reservation.reservation_id}.items()))
         info.update(granted_info)
         return ops.UnitInformation(result=Result.SUCCESS, **info)
 
-    def _charge_session_usage(self, op, session, account, reservation, rate, used_units, now_ms):
-        """Charge used units against the group's hold (rated cumulatively on it), or,
-        with no live hold, as late usage whatever the balance: it was consumed."""
-        if reservation is not None:
-            cost = rating.cost_of_more(rate, reservation.used_units, used_units)
-            from_hold = min(cost.charged_micros, reservation.held_micros)
-        else:
-            cost = rating.cost(rate, used_units)
-            from_hold = 0
+    def _charge_session_usage(self, op, session, account, reservation, pricer, usage, now_ms):
+        """Charge used units against the group's hold (rated cumulatively over the
+        session's usage of the group), or, with no live hold, as late usage
+        whatever the balance: it was consumed."""
+        used_units = usage.used_units
+        rate = pricer.anchor
+        progress = self._group_progress(session, pricer, usage, now_ms)
+        cost = self._rate_more(account, pricer, progress, used_units, self._usage_start(session, pricer, usage, now_ms),
+                               now_ms)
+        from_hold = min(cost.charged_micros, reservation.held_micros) if reservation is not None else 0
         if not self._balance_fits(account.balance_micros - cost.charged_micros):
             self._denied(JournalKind.DEBIT, op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account,
                          rating_group=rate.rating_group, units=used_units, session_id=session.session_id)
@@ -269,18 +334,22 @@ class SessionRules:
         if reservation is not None:
             reservation.held_micros -= from_hold
             reservation.used_units += used_units
+            self._set_hold_progress(reservation, cost.exact_after)
             reservation.state = next_state(reservation.state, ReservationEvent.DEBIT_PARTIAL)
             reservation_id = reservation.reservation_id
             self._mark("reservation", reservation_id, reservation)
+        self._set_group_progress(session, usage.rating_group,
+                                 Progress(progress.anchor_ms, progress.used_units + used_units, cost.exact_after))
+        self._count_volume(account, pricer, used_units, now_ms)
         self._mark("account", account.key, account)
-        charge = self._record_charge(op, account, rate.rating_group, cost, now_ms, reservation_id,
-                                     used_units=used_units)
+        charge = self._record_charge(op, account, usage.rating_group, cost, now_ms, reservation_id,
+                                     used_units=used_units, tariff_version=pricer.index.plan.version)
         self._journal(
             JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=charge.charge_id, rating_group=rate.rating_group, units=used_units,
             amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            session_id=session.session_id, reservation_id=reservation_id, **self._tariff_fields(account),
+            session_id=session.session_id, reservation_id=reservation_id, **self._tariff_fields(pricer),
         )
         return {"charge_id": charge.charge_id, "charged_micros": cost.charged_micros, "late": late,
                 "overage_micros": overage_micros, "rounding_residue_picos": cost.rounding_residue_picos}
@@ -297,29 +366,37 @@ class SessionRules:
         return returned
 
     def _session_grant(self, op, session, account, rate, usage, now_ms):
-        """A new hold for the group: min(requested, what the money buys)."""
-        if account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
+        """A new hold for the group: min(requested, what the money buys), priced by
+        the version in force now, continuing the session's rated usage."""
+        progress = self._group_progress(session, rate, usage, now_ms)
+        pricer = self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms,
+                              anchor_ms=progress.anchor_ms)
+        grant = None
+        if pricer is None:
+            result = Result.RATING_FAILED
+        elif account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
             result = Result.END_USER_SERVICE_DENIED
         elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
         else:
             available = account.available_micros()
-            granted = rating.affordable_units(rate, available, usage.requested_units)
-            result = Result.SUCCESS if granted > 0 else Result.CREDIT_LIMIT_REACHED
+            grant = self._grant(account, pricer, progress, available, usage.requested_units, now_ms,
+                                self._lifetime_ms())
+            result = Result.SUCCESS if grant.granted_units > 0 else Result.CREDIT_LIMIT_REACHED
         if result != Result.SUCCESS:
             self._denied(JournalKind.RESERVE, op, result, now_ms, account, rating_group=usage.rating_group,
                          units=usage.requested_units, session_id=session.session_id)
             return result
-        held = rating.cost(rate, granted).charged_micros
+        granted, held, final = grant.granted_units, grant.held_micros, grant.final
         assert 0 <= held <= max(available, 0)
-        one_more_increment = rating.cost(rate, rate.increment_units).charged_micros
-        final = granted < usage.requested_units or available - held < one_more_increment
         validity_time_s = self.limits.validity_time_s
         reservation = self._new_hold(
-            account, op.request_id, session.session_id, rate.rating_group, granted, held, now_ms,
-            now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
+            account, op.request_id, session.session_id, usage.rating_group, granted, held, now_ms,
+            now_ms + self._lifetime_ms(), pricer=pricer, destination=usage.destination,
+            roaming_zone=usage.roaming_zone, progress=progress,
         )
-        plan = self.tariffs[(account.tenant, account.tariff_plan_id)]
+        plan = pricer.index.plan
+        rate = pricer.anchor
         self._journal(
             JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=reservation.reservation_id, rating_group=rate.rating_group, units=granted,
@@ -331,6 +408,7 @@ class SessionRules:
             "validity_time_s": validity_time_s, "quota_holding_time_s": self.limits.quota_holding_time_s,
             # Final units are not re-asked for: the network function acts when they are used.
             "threshold_units": 0 if final else granted * self.limits.quota_threshold_percent // 100,
+            "tariff_time_change_ms": grant.tariff_time_change_ms,
         }
         if final:
             info.update(self._final_units(rate, Result.SUCCESS))

@@ -19,9 +19,10 @@ import collections
 import dataclasses
 import heapq
 import sys
+from fractions import Fraction
 
 from grid.domain import operations as ops
-from grid.domain import rating
+from grid.domain import pricing, rating
 from grid.domain.limits import CoreLimits
 from grid.domain.outcomes import (
     AccountState,
@@ -31,6 +32,7 @@ from grid.domain.outcomes import (
     NotificationType,
     ReservationState,
     Result,
+    Unit,
 )
 from grid.domain.records import (
     Account,
@@ -47,7 +49,9 @@ from grid.domain.records import (
     Session,
     ShardMeta,
     Subscription,
+    VolumeCounter,
 )
+from grid.domain.rating_rules import Progress, RatingRules
 from grid.domain.reservations import ReservationEvent, next_state
 from grid.domain.controls import ControlRules
 from grid.domain.policy_counters import CounterRules
@@ -78,7 +82,7 @@ class Writes:
                     or self.deleted_notification_sequences or self.deleted_subscription_keys)
 
 
-class ShardState(SessionRules, CounterRules, ControlRules):
+class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -106,6 +110,7 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         self._init_sessions()
         self._init_counters()
         self._init_controls()
+        self._init_rating()
 
     # ------------------------------------------------------------ batches
 
@@ -308,9 +313,9 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             fields.update(tenant=operation.tenant, subscriber_id=operation.subscriber_id)
         self._journal(kind, account, operation.request_id, result, now_ms, operation.trace_id, **fields)
 
-    def _rate(self, account: Account, rating_group: int) -> rating.Rate | None:
-        plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
-        return plan.rate_for(rating_group) if plan is not None else None
+    def _lifetime_ms(self) -> int:
+        """How long a grant can be used: its validity and the grace after it."""
+        return (self.limits.validity_time_s + self.limits.expiry_grace_s) * 1000
 
     def _balance_fits(self, new_balance_micros: int) -> bool:
         return -self.limits.balance_max_micros <= new_balance_micros <= self.limits.balance_max_micros
@@ -402,32 +407,31 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             result = Result.USER_UNKNOWN
         elif account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
             result = Result.END_USER_SERVICE_DENIED
-        elif (rate := self._rate(account, op.rating_group)) is None:
+        elif (pricer := self._pricer(account, op.rating_group, op.destination, op.roaming_zone, now_ms)) is None:
             result = Result.RATING_FAILED
         elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
         else:
             available = account.available_micros()
-            granted = rating.affordable_units(rate, available, op.requested_units)
-            result = Result.SUCCESS if granted > 0 else Result.CREDIT_LIMIT_REACHED
+            grant = self._grant(account, pricer, Progress.start(now_ms), available, op.requested_units, now_ms,
+                                self._lifetime_ms())
+            result = Result.SUCCESS if grant.granted_units > 0 else Result.CREDIT_LIMIT_REACHED
         if result != Result.SUCCESS:
             self._denied(
                 JournalKind.RESERVE, op, result, now_ms, account,
                 rating_group=op.rating_group, units=op.requested_units,
             )
             return ops.ReserveReply(result, trace_id=op.trace_id)
-        held = rating.cost(rate, granted).charged_micros
+        granted, held = grant.granted_units, grant.held_micros
         # A free rating group grants even to an overdrawn account; anything priced fits the money.
         assert 0 <= held <= max(available, 0)
-        one_more_increment = rating.cost(rate, rate.increment_units).charged_micros
-        final_unit_indication = granted < op.requested_units or available - held < one_more_increment
         validity_time_s = self.limits.validity_time_s
         reserved_before = account.reserved_micros
+        plan = pricer.index.plan
         reservation = self._new_hold(
             account, op.request_id, op.session_id, op.rating_group, granted, held, now_ms,
-            now_ms + (validity_time_s + self.limits.expiry_grace_s) * 1000,
+            now_ms + self._lifetime_ms(), pricer=pricer, destination=op.destination, roaming_zone=op.roaming_zone,
         )
-        plan = self.tariffs[(account.tenant, account.tariff_plan_id)]
         self._journal(
             JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=reservation.reservation_id, rating_group=op.rating_group, units=granted,
@@ -436,17 +440,22 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         )
         return ops.ReserveReply(
             Result.SUCCESS, reservation_id=reservation.reservation_id, granted_units=granted,
-            final_unit_indication=final_unit_indication, validity_time_s=validity_time_s,
-            held_micros=held, trace_id=op.trace_id,
+            final_unit_indication=grant.final, validity_time_s=validity_time_s,
+            held_micros=held, trace_id=op.trace_id, tariff_time_change_ms=grant.tariff_time_change_ms,
+            tariff_version=plan.version,
         )
 
     def _new_hold(self, account, request_id, session_id, rating_group, granted, held, now_ms,
-                  expires_at_ms) -> Reservation:
+                  expires_at_ms, *, pricer: pricing.Pricer, destination: str, roaming_zone: str,
+                  progress: Progress | None = None) -> Reservation:
+        progress = progress or Progress.start(now_ms)
         reservation = Reservation(
             reservation_id=self._next_id("R"), tenant=account.tenant, subscriber_id=account.subscriber_id,
             session_id=session_id, rating_group=rating_group, granted_units=granted, used_units=0,
             held_micros=held, state=ReservationState.ACTIVE, granted_at_ms=now_ms, expires_at_ms=expires_at_ms,
-            request_id=request_id,
+            request_id=request_id, tariff_version=pricer.index.plan.version, destination=destination,
+            roaming_zone=roaming_zone, anchor_ms=progress.anchor_ms, base_units=progress.used_units,
+            exact_numerator=progress.exact.numerator, exact_denominator=progress.exact.denominator,
         )
         account.reserved_micros += held
         self.reservations[reservation.reservation_id] = reservation
@@ -474,13 +483,15 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         if reservation.state in (ReservationState.EXPIRED, ReservationState.REPLACED):
             # The service was used: charge it as a late direct debit (RFC 4006 failover;
             # a hold a session update replaced is gone the same way).
-            return self._charge_late(op, reservation.rating_group, account, now_ms)
+            return self._charge_late(op, reservation.rating_group, account, now_ms, reservation)
         if reservation.state != ReservationState.ACTIVE:
             return self._debit_denied(op, Result.RESERVATION_ALREADY_RESOLVED, now_ms, account)
-        rate = self._rate(account, reservation.rating_group)
-        if rate is None:
+        pricer = self._hold_pricer(account, reservation, now_ms)
+        if pricer is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
-        cost = rating.cost_of_more(rate, reservation.used_units, op.used_units)
+        progress = self._hold_progress(pricer, reservation)
+        cost = self._rate_more(account, pricer, progress, op.used_units,
+                               reservation.granted_at_ms + reservation.used_units * 1000, now_ms)
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
         from_hold = min(cost.charged_micros, reservation.held_micros)
@@ -492,10 +503,13 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         account.reserved_micros -= from_hold
         reservation.held_micros -= from_hold
         reservation.used_units += op.used_units
+        self._set_hold_progress(reservation, cost.exact_after)
+        self._count_volume(account, pricer, op.used_units, now_ms)
         reservation.state = next_state(reservation.state, ReservationEvent.DEBIT_PARTIAL)
         self._mark("reservation", reservation.reservation_id, reservation)
         self._mark("account", account.key, account)
-        charge = self._record_charge(op, account, reservation.rating_group, cost, now_ms, reservation.reservation_id)
+        charge = self._record_charge(op, account, reservation.rating_group, cost, now_ms, reservation.reservation_id,
+                                     tariff_version=pricer.index.plan.version)
         released = self._resolve(reservation, ReservationEvent.DEBIT_FINAL, account) if op.final else 0
         overage = overage_micros > 0 or reservation.used_units > reservation.granted_units
         self._journal(
@@ -503,12 +517,13 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             reference_id=charge.charge_id, rating_group=reservation.rating_group, units=op.used_units,
             amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, overage_micros=overage_micros,
-            reservation_id=reservation.reservation_id, **self._tariff_fields(account),
+            reservation_id=reservation.reservation_id, **self._tariff_fields(pricer),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros, overage=overage,
             overage_micros=overage_micros, released_micros=released,
             rounding_residue_picos=cost.rounding_residue_picos, trace_id=op.trace_id,
+            tariff_version=pricer.index.plan.version,
         )
 
     def _direct_debit(self, op: ops.Debit, now_ms: int):
@@ -517,59 +532,83 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             return self._debit_denied(op, Result.USER_UNKNOWN, now_ms, None)
         if account.state != AccountState.ACTIVE:
             return self._debit_denied(op, Result.END_USER_SERVICE_DENIED, now_ms, account)
-        rate = self._rate(account, op.rating_group)
-        if rate is None:
+        pricer, start_ms = self._direct_pricer(op, account, op.rating_group, now_ms)
+        if pricer is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
-        cost = rating.cost(rate, op.used_units)
+        cost = self._rate_more(account, pricer, Progress.start(start_ms), op.used_units, start_ms, now_ms)
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
         if cost.charged_micros > account.available_micros():
             return self._debit_denied(op, Result.CREDIT_LIMIT_REACHED, now_ms, account)
-        return self._apply_charge(op, account, op.rating_group, cost, now_ms, late=False, overage_micros=0)
+        return self._apply_charge(op, account, op.rating_group, cost, now_ms, pricer, late=False, overage_micros=0)
 
-    def _charge_late(self, op: ops.Debit, rating_group: int, account: Account, now_ms: int):
+    def _direct_pricer(self, op: ops.Debit, account: Account, rating_group: int, now_ms: int):
+        """The pricer of a direct debit and when its usage began: as given, else
+        seconds of usage ended now, other units happened now."""
+        start_ms = min(op.usage_started_at_ms, now_ms) if op.usage_started_at_ms else now_ms
+        pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms)
+        if pricer is not None and not op.usage_started_at_ms and pricer.unit == Unit.SECONDS and op.used_units:
+            start_ms = now_ms - op.used_units * 1000
+            pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms)
+        return pricer, start_ms
+
+    def _charge_late(self, op: ops.Debit, rating_group: int, account: Account, now_ms: int,
+                     reservation: Reservation | None = None):
         """Usage reported after its hold expired was consumed already: charge it
         whatever the balance, flagged late, and count what the money did not cover
-        as overage."""
-        rate = self._rate(account, rating_group)
-        if rate is None:
+        as overage. It continues the hold's rating (no second connect fee)."""
+        if reservation is not None:
+            pricer = self._hold_pricer(account, reservation, now_ms)
+            progress = self._hold_progress(pricer, reservation) if pricer is not None else None
+            start_ms = reservation.granted_at_ms + reservation.used_units * 1000
+        else:
+            pricer, start_ms = self._direct_pricer(op, account, rating_group, now_ms)
+            progress = Progress.start(start_ms)
+        if pricer is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
-        cost = rating.cost(rate, op.used_units)
+        cost = self._rate_more(account, pricer, progress, op.used_units, start_ms, now_ms)
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
         if not self._balance_fits(account.balance_micros - cost.charged_micros):
             return self._debit_denied(op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account)
         overage_micros = max(0, cost.charged_micros - max(0, account.available_micros()))
-        return self._apply_charge(op, account, rating_group, cost, now_ms, late=True, overage_micros=overage_micros)
+        return self._apply_charge(op, account, rating_group, cost, now_ms, pricer, late=True,
+                                  overage_micros=overage_micros)
 
-    def _apply_charge(self, op, account, rating_group, cost, now_ms, *, late, overage_micros) -> ops.DebitReply:
+    def _apply_charge(self, op, account, rating_group, cost, now_ms, pricer, *, late,
+                      overage_micros) -> ops.DebitReply:
         before = account.balance_micros
         account.balance_micros -= cost.charged_micros
         self._mark("account", account.key, account)
-        charge = self._record_charge(op, account, rating_group, cost, now_ms, op.reservation_id)
+        self._count_volume(account, pricer, op.used_units, now_ms)
+        charge = self._record_charge(op, account, rating_group, cost, now_ms, op.reservation_id,
+                                     tariff_version=pricer.index.plan.version)
         self._journal(
             JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=charge.charge_id, rating_group=rating_group, units=op.used_units,
             amount_micros=cost.charged_micros, balance_before_micros=before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            reservation_id=op.reservation_id, **self._tariff_fields(account),
+            reservation_id=op.reservation_id, **self._tariff_fields(pricer),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros,
             overage=overage_micros > 0, overage_micros=overage_micros, late=late,
             rounding_residue_picos=cost.rounding_residue_picos, trace_id=op.trace_id,
+            tariff_version=pricer.index.plan.version,
         )
 
-    def _tariff_fields(self, account: Account) -> dict:
-        plan = self.tariffs.get((account.tenant, account.tariff_plan_id))
-        return {"tariff_plan_id": account.tariff_plan_id, "tariff_version": plan.version if plan else 0}
+    @staticmethod
+    def _tariff_fields(pricer: pricing.Pricer) -> dict:
+        plan = pricer.index.plan
+        return {"tariff_plan_id": plan.tariff_plan_id, "tariff_version": plan.version}
 
-    def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id, used_units=None) -> Charge:
+    def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id, used_units=None, *,
+                       tariff_version: int) -> Charge:
         charge = Charge(
             charge_id=self._next_id("C"), tenant=account.tenant, subscriber_id=account.subscriber_id,
             amount_micros=cost.charged_micros, refunded_micros=0, reservation_id=reservation_id,
             rating_group=rating_group, used_units=op.used_units if used_units is None else used_units,
-            charged_at_ms=now_ms,
+            charged_at_ms=now_ms, tariff_version=tariff_version,
         )
         self.charges[charge.charge_id] = charge
         self._charge_order.append((now_ms, charge.charge_id))
@@ -646,18 +685,23 @@ class ShardState(SessionRules, CounterRules, ControlRules):
     # ------------------------------------------------------------ catalog
 
     def _put_tariff(self, op: ops.PutTariff, now_ms: int) -> ops.PutTariffReply:
+        """A new version when the content (or the requested effective time)
+        differs from the latest; effective now unless a time is given."""
         current = self.tariffs.get(op.plan.key)
-        if current is not None and (current.rates, current.policy_counters, current.controls) == (
-                op.plan.rates, op.plan.policy_counters, op.plan.controls):
+        if current is not None and current.content == op.plan.content and op.plan.effective_from_ms in (
+                0, current.effective_from_ms):
             return ops.PutTariffReply(Result.SUCCESS, version=current.version)
-        plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1)
-        self.tariffs[plan.key] = plan
-        self._mark("tariff", plan.key, plan)
+        plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1,
+                                   effective_from_ms=op.plan.effective_from_ms or now_ms)
+        self._hold_version(plan)
+        self._mark("tariff", (plan.key, plan.version), plan)
         self._journal(
             JournalKind.TARIFF, None, "", Result.SUCCESS, now_ms, op.trace_id, tenant=plan.tenant, subscriber_id="",
             tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version,
         )
-        if current is not None:  # grants under the old prices: the sessions on the plan ask again
+        # Grants under the old prices: the sessions on the plan ask again (a version
+        # that starts later applies to grants made from then on).
+        if current is not None and plan.effective_from_ms <= now_ms:
             for key, sessions in self._account_sessions.items():
                 account = self.accounts[key]
                 if (account.tenant, account.tariff_plan_id) == plan.key:
@@ -666,10 +710,35 @@ class ShardState(SessionRules, CounterRules, ControlRules):
         return ops.PutTariffReply(Result.SUCCESS, version=plan.version)
 
     def _get_tariff(self, op: ops.GetTariff, now_ms: int) -> ops.TariffReply:
-        plan = self.tariffs.get((op.tenant, op.tariff_plan_id))
-        if plan is None:
+        key = (op.tenant, op.tariff_plan_id)
+        plan = self._plan_in_force(key, now_ms, op.version) if op.version else self.tariffs.get(key)
+        if plan is None or (op.version and plan.version != op.version):
             return ops.TariffReply(Result.TARIFF_PLAN_UNKNOWN)
-        return ops.TariffReply(Result.SUCCESS, plan=plan)
+        versions = tuple((p.version, p.effective_from_ms) for p in self.tariff_versions.get(key, ()))
+        return ops.TariffReply(Result.SUCCESS, plan=plan, versions=versions)
+
+    def _quote(self, op: ops.Quote, now_ms: int) -> ops.QuoteReply:
+        """Advice of charge: the cost of the usage starting at at_ms (the version in
+        force then) and the units the available money buys at that rate."""
+        account = self.accounts.get((op.tenant, op.subscriber_id))
+        if account is None:
+            return ops.QuoteReply(Result.USER_UNKNOWN)
+        at_ms = op.at_ms or now_ms
+        pricer = self._pricer(account, op.rating_group, op.destination, op.roaming_zone, at_ms)
+        if pricer is None:
+            return ops.QuoteReply(Result.RATING_FAILED)
+        rated = self._rate_more(account, pricer, Progress.start(at_ms), op.used_units, at_ms, at_ms)
+        available = account.available_micros(self.reserved_at(account, now_ms))
+        # Priced at the rate in force at at_ms throughout: fast, and what a user is told.
+        affordable = pricer.affordable(0, Fraction(0), available, self.limits.usage_max_units, at_ms, at_ms,
+                                       self._volume_units(account, pricer, now_ms), dearest=(pricer.anchor,))
+        plan, rate = pricer.index.plan, pricer.anchor
+        return ops.QuoteReply(
+            Result.SUCCESS, cost_micros=rated.charged_micros, rounding_residue_picos=rated.rounding_residue_picos,
+            affordable_units=affordable, available_micros=available, tariff_plan_id=plan.tariff_plan_id,
+            tariff_version=plan.version, destination_prefix=rate.destination_prefix, time_band=rate.time_band,
+            roaming_zone=rate.roaming_zone, currency=account.currency,
+        )
 
     # ------------------------------------------------------------ reads
 
@@ -733,7 +802,9 @@ class ShardState(SessionRules, CounterRules, ControlRules):
             elif isinstance(record, IdempotencyRecord):
                 idempotency.append(record)
             elif isinstance(record, rating.TariffPlan):
-                state.tariffs[record.key] = record
+                state._hold_version(record)
+            elif isinstance(record, VolumeCounter):
+                state.volume_counters[record.key] = record
             elif isinstance(record, ShardMeta):
                 assert record.shard_id == shard_id, f"records of shard {record.shard_id} given to shard {shard_id}"
                 state.meta = record
@@ -809,4 +880,5 @@ _HANDLERS = {
     ops.Unsubscribe: ShardState._unsubscribe,
     ops.GetCounters: ShardState._get_counters,
     ops.GetBillingCycle: ShardState._get_billing_cycle,
+    ops.Quote: ShardState._quote,
 }

@@ -92,6 +92,12 @@ TYPE_CODES: dict[type, int] = {
     records.BillingCycle: 18,
     ops.GetBillingCycle: 63,
     ops.BillingCycleReply: 64,
+    # The rating engine.
+    records.VolumeCounter: 19,
+    rating.Tier: 65,
+    rating.TimeBand: 66,
+    ops.Quote: 67,
+    ops.QuoteReply: 68,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
@@ -209,6 +215,7 @@ def unpack_batch(payload: bytes) -> list:
 ACCOUNT, RESERVATION, CHARGE, IDEMPOTENCY, JOURNAL, META, TARIFF = b"a", b"r", b"c", b"i", b"j", b"m", b"t"
 SESSION, NOTIFICATION = b"s", b"n"
 COUNTER, SUBSCRIPTION, NOTIFICATION_FLOOR, CONTROL, BILLING_CYCLE = b"p", b"u", b"f", b"v", b"b"
+VOLUME = b"w"
 # Index of each subscriber's journal records (empty values): disputes by subscriber.
 SUBSCRIBER_JOURNAL = b"x"
 _SEPARATOR = b"\x00"  # ids are printable, so NUL never occurs inside one
@@ -261,10 +268,13 @@ def key_of(record) -> bytes:
     if isinstance(record, records.ShardMeta):
         return META
     if isinstance(record, rating.TariffPlan):
-        # The default tenant's plans keep the key they had before tenants had catalogs.
-        if record.tenant == rating.DEFAULT_TENANT:
-            return TARIFF + record.tariff_plan_id.encode()
-        return TARIFF + record.tenant.encode() + _SEPARATOR + record.tariff_plan_id.encode()
+        # One record per version. (Stores from before versions hold one plan
+        # record under TARIFF + [tenant NUL] plan id; restore reads both forms.)
+        return TARIFF + record.tenant.encode() + _SEPARATOR + record.tariff_plan_id.encode() + _SEPARATOR \
+            + _SEQUENCE.pack(record.version)
+    if isinstance(record, records.VolumeCounter):
+        return VOLUME + record.tenant.encode() + _SEPARATOR + record.subscriber_id.encode() + _SEPARATOR \
+            + _SEQUENCE.pack(record.rating_group)
     if isinstance(record, records.Session):
         return session_key(record.key)
     if isinstance(record, records.Notification):

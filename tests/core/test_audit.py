@@ -22,9 +22,9 @@ def test_a_clean_history_reconciles_and_its_leakage_is_reported_with_amounts(his
     records, journal = _state_and_journal(h)
     report = audit.audit_shard(3, records, journal)
     assert report.ok, report.problems
-    # Top-ups: alice 1_000_000, bob 50_000. Charges: 784 + 500 + 1_500 + 1_500 (late) + 834 + 334 = 5_452.
-    assert (report.top_ups_micros, report.charges_micros, report.refunds_micros) == (1_050_000, 5_452, 300)
-    assert report.balances_micros == 1_050_000 - 5_452 + 300
+    # Top-ups: alice 1_000_000, bob 50_000. Charges: 784 + 500 + 1_500 + 1_500 (late) + 834 + 333 (the session rated as one) = 5_451.
+    assert (report.top_ups_micros, report.charges_micros, report.refunds_micros) == (1_050_000, 5_451, 300)
+    assert report.balances_micros == 1_050_000 - 5_451 + 300
     assert report.held_micros == 0 and report.journal_records == len(journal)
     assert report.leakage == {
         "late_usage": {"count": 1, "micros": 1_500},
@@ -87,7 +87,7 @@ def test_the_overall_report_sums_the_shards(history):
     records, journal = _state_and_journal(h)
     one = audit.audit_shard(3, records, journal)
     total = audit.overall([one, one])
-    assert total["ok"] and total["charges_micros"] == 2 * 5_452
+    assert total["ok"] and total["charges_micros"] == 2 * 5_451
     assert total["leakage"]["late_usage"] == {"count": 2, "micros": 3_000}
 
 

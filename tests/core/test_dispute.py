@@ -130,12 +130,13 @@ def history() -> History:
     info = s.multiple_unit_information[0]
     assert (s.result, info.charge_id, info.charged_micros, info.released_micros, info.reservation_id) == (
         S, "C3-8", 834, 166, "R3-9")
-    # 17: release, 20 s used: charged on R3-9 (#21): ceil(20_000 / 60) = 334, residue 666_666, charge
-    #   C3-10, balance 995_182 -> 994_848, held 1_000 -> 666; R3-9 closed (#22): 666 returned, held
-    #   666 -> 0; the session released (#23).
+    # 17: release, 20 s used: charged on R3-9 (#21), rated over the session's 70 s: ceil(70_000 / 60) -
+    #   834 = 1_167 - 834 = 333, residue (1_167 - 1_166.666..) - 0.666.. = -333_333 picos, charge C3-10,
+    #   balance 995_182 -> 994_849, held 1_000 -> 667; R3-9 closed (#22): 667 returned, held 667 -> 0;
+    #   the session released (#23).
     s = h.do(17, ops.ReleaseSession(T, ALICE, "sess-1", 3, usage(VOICE, used=20)), now_ms=base + 2 * SECOND)
     info = s.multiple_unit_information[0]
-    assert (s.result, info.charge_id, info.charged_micros, info.released_micros) == (S, "C3-10", 334, 666)
+    assert (s.result, info.charge_id, info.charged_micros, info.released_micros) == (S, "C3-10", 333, 667)
     return h
 
 
@@ -165,11 +166,11 @@ E = {
          False),
     20: (16, RESERVE, S, "session/sess-1/2", "R3-9", "", VOICE, 60, 1_000, 0, 995_182, 995_182, 0, 1_000,
          ("disp", 1), False),
-    21: (17, DEBIT, S, "session/sess-1/3", "C3-10", "R3-9", VOICE, 20, 334, 666_666, 995_182, 994_848, 1_000, 666,
+    21: (17, DEBIT, S, "session/sess-1/3", "C3-10", "R3-9", VOICE, 20, 333, -333_333, 995_182, 994_849, 1_000, 667,
          ("disp", 1), False),
-    22: (17, RELEASE, S, "session/sess-1/3", "R3-9", "", VOICE, 0, 666, 0, 994_848, 994_848, 666, 0, ("", 0),
+    22: (17, RELEASE, S, "session/sess-1/3", "R3-9", "", VOICE, 0, 667, 0, 994_849, 994_849, 667, 0, ("", 0),
          False),
-    23: (17, RELEASED, S, "session/sess-1/3", "", "", 0, 3, 0, 0, 994_848, 994_848, 0, 0, ("", 0), False),
+    23: (17, RELEASED, S, "session/sess-1/3", "", "", 0, 3, 0, 0, 994_849, 994_849, 0, 0, ("", 0), False),
 }
 SESSION_RECORDS = {16, 17, 18, 19, 20, 21, 22, 23}
 

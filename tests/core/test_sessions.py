@@ -373,10 +373,12 @@ SCENARIOS: dict[str, tuple[dict, list[Step]]] = {
                    after=dict(balance_micros=91_000, reserved_micros=10_000)),
             session_is(ACTIVE, holds=[VOICE]),
             # The release reports voice; every other hold of the session (none left) goes back.
+            # The session's voice is rated as one: 90 + 61 = 151 s is three started minutes, 3_000,
+            # of which 2_000 were charged at the update.
             release(u(VOICE, used=61),
                     result=S, session_state=RELEASED, supervision_time_s=0,
-                    groups={VOICE: {**charged(2_000, released=8_000), **NOTHING_GRANTED, "result": S}},
-                    after=dict(balance_micros=89_000, reserved_micros=0, available_micros=89_000)),
+                    groups={VOICE: {**charged(1_000, released=9_000), **NOTHING_GRANTED, "result": S}},
+                    after=dict(balance_micros=90_000, reserved_micros=0, available_micros=90_000)),
             session_is(RELEASED, holds=[]),
         ],
     ),
@@ -467,9 +469,11 @@ SCENARIOS: dict[str, tuple[dict, list[Step]]] = {
         [
             create(u(VOICE, req=120), groups={VOICE: granted(120, 2_000)}),
             update(u(VOICE, req=120, used=1), groups={VOICE: charged(1_000, released=1_000)}),
-            update(u(VOICE, req=120, used=61), groups={VOICE: charged(2_000, released=0)}),
-            release(u(VOICE, used=121), groups={VOICE: charged(3_000, overage=1_000)},
-                    after=dict(balance_micros=94_000, reserved_micros=0)),
+            # Rated over the session: 1 + 61 = 62 s is two started minutes, one more than charged.
+            update(u(VOICE, req=120, used=61), groups={VOICE: charged(1_000, released=1_000)}),
+            # 62 + 121 = 183 s: four minutes, two more; the hold (120 s from 62 s: 2_000) covers them.
+            release(u(VOICE, used=121), groups={VOICE: charged(2_000, released=0)},
+                    after=dict(balance_micros=96_000, reserved_micros=0)),
         ],
     ),
     "an unknown subscriber, a suspended account: the create is denied and opens nothing": (

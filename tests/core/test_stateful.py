@@ -195,7 +195,7 @@ class Model:
         return ops.ReserveReply(
             S, reservation_id=rid, granted_units=granted,
             final_unit_indication=granted < op.requested_units or available - held < one_more,
-            validity_time_s=VALIDITY_S, held_micros=held, trace_id=op.trace_id,
+            validity_time_s=VALIDITY_S, held_micros=held, trace_id=op.trace_id, tariff_version=1,
         )
 
     def _charge(self, op, sub, amount, actual) -> str:
@@ -216,13 +216,15 @@ class Model:
             return ops.DebitReply(Result.RESERVATION_NOT_FOUND, trace_id=op.trace_id)
         if op.rating_group not in (0, hold.rg):
             return ops.Rejection(ErrorCode.INVALID_ARGUMENT, "rating_group", _ANY)
-        charged, residue = model_cost(hold.rg, op.used_units)
-        if hold.state == "EXPIRED":  # used already: charged late, whatever the balance
+        if hold.state == "EXPIRED":  # used already: charged late, whatever the balance, continuing the hold's rating
+            total_after, residue_after = model_cost(hold.rg, hold.used + op.used_units)
+            total_before, residue_before = model_cost(hold.rg, hold.used)
+            charged, residue = total_after - total_before, residue_after - residue_before
             overage = max(0, charged - max(0, self.available(sub)))
             cid = self._charge(op, sub, charged, actual)
             return ops.DebitReply(
                 S, charge_id=cid, charged_micros=charged, overage=overage > 0, overage_micros=overage, late=True,
-                rounding_residue_picos=residue, trace_id=op.trace_id,
+                rounding_residue_picos=residue, trace_id=op.trace_id, tariff_version=1,
             )
         if hold.state != "ACTIVE":
             return ops.DebitReply(Result.RESERVATION_ALREADY_RESOLVED, trace_id=op.trace_id)
@@ -240,7 +242,7 @@ class Model:
         return ops.DebitReply(
             S, charge_id=cid, charged_micros=charged, overage=charged > from_hold or hold.used > hold.granted,
             overage_micros=charged - from_hold, released_micros=released, rounding_residue_picos=residue,
-            trace_id=op.trace_id,
+            trace_id=op.trace_id, tariff_version=1,
         )
 
     def _direct_debit(self, op, now, actual):
@@ -257,6 +259,7 @@ class Model:
         cid = self._charge(op, sub, charged, actual)
         return ops.DebitReply(
             S, charge_id=cid, charged_micros=charged, rounding_residue_picos=residue, trace_id=op.trace_id,
+            tariff_version=1,
         )
 
     def _release(self, op, now, actual):

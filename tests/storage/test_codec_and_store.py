@@ -15,7 +15,8 @@ from grid.domain.outcomes import (
     AccountState, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
     SessionState, Unit,
 )
-from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
+from grid.domain.rating import (CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier,
+                                 TimeBand)
 from grid.domain.shard_state import ShardState
 from grid.storage import codec
 from grid.storage.shard_store import ShardStore, StoreRefused
@@ -228,6 +229,14 @@ def _every_carried_kind():
         ops.CountersReply(Result.SUCCESS, (ops.CounterStatusView("spend-day", "ok", 0, 1, 2),)),
         ops.GetBillingCycle(T, "s", 5), ops.BillingCycleReply(Result.USER_UNKNOWN),
         ops.BillingCycleReply(Result.SUCCESS, records.BillingCycle(T, "s", 1, 2, 3, 4, ((7, 8, 9),))),
+        ops.Quote(T, "s", 1, 60, "4930", "eu"), ops.QuoteReply(Result.SUCCESS, 1_500, -3, 40, 60_000, "p", 2),
+        records.VolumeCounter(T, "s", 7, 1_000, 2**40),
+        ops.PutTariff(TariffPlan(
+            "rich", (Rate(1, Unit.SECONDS, 0, 0, 0, destination_prefix="49", time_band="peak", connect_fee_micros=5,
+                          tiers=(Tier(0, 10, 60, 60), Tier(60, 10, 60, 1)), maximum_cost_micros=9,
+                          cap_action=CapAction.CAP_DENY_QUOTA),),
+            effective_from_ms=5, time_zone="Europe/Berlin", time_bands=(TimeBand("peak", (1, 2, 8), 480, 1080),),
+            holidays=("2026-12-25",), rounding=Rounding.ROUNDING_HALF_EVEN)),
     ]
 
 
@@ -235,7 +244,7 @@ def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
     items = _every_carried_kind()
     # Inside AccountReply, TariffPlan and the session records above.
     nested = {ops.ReservationView, Rate, ops.UnitUsage, ops.UnitInformation, ops.UpdateSession, ops.SessionReply,
-              PolicyCounter, CounterThreshold, ops.CounterStatusView, Control}
+              PolicyCounter, CounterThreshold, ops.CounterStatusView, Control, Tier, TimeBand}
     assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
     assert codec.unpack_batch(codec.pack_batch(items)) == items
 

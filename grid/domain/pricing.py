@@ -1,0 +1,343 @@
+"""The rating engine: which rate prices a usage, and what the usage costs, exactly.
+
+Pure: no I/O, no clock. A `PlanIndex` is built once per plan version (the shard
+keeps one per version it holds) and answers the selection in microseconds:
+longest-prefix match over the destination (one dict probe per prefix length
+the plan uses), the time band in the plan's zone, then the roaming zone.
+
+Costs are exact `Fraction`s until `charge()` rounds them once, by the plan's
+rule, to micros. Usage is rated cumulatively along an axis: the session's
+usage of the rating group (interval tiers, the connect fee, the minimum and
+maximum cost) or, for volume tiers, the period's. A charge for `more` units
+after `used` is R(total(used + more)) - R(total(used)), so usage reported in
+pieces costs what it would cost reported at once, and the sum of a session's
+charges was rounded once. Seconds of usage are placed on the clock (position
+p is `start + p` seconds), so a call across a band change is priced piece by
+piece; other units are priced at the band of their report.
+"""
+
+import dataclasses
+import datetime
+import fractions
+import functools
+import math
+import zoneinfo
+
+from grid.domain.outcomes import CounterPeriod, Unit
+from grid.domain.rating import CapAction, Rate, Rounding, TariffPlan, Tier
+
+Fraction = fractions.Fraction
+PICOS_PER_MICRO = 1_000_000
+HOLIDAY = 8
+_ANY = ""
+# Band changes are looked for this far ahead at most: usage longer than this
+# is priced at the band in force when the search stopped.
+_BAND_SEARCH_DAYS_MAX = 400
+
+
+class RatingError(Exception):
+    """The plan has no rate for this usage (RATING_FAILED)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(name: str) -> datetime.tzinfo:
+    return zoneinfo.ZoneInfo(name) if name else datetime.timezone.utc
+
+
+class _Prefixes:
+    """Longest-prefix match: one dict per group, probed from the longest prefix
+    length the group uses down to the empty prefix."""
+
+    __slots__ = ("by_prefix", "lengths")
+
+    def __init__(self) -> None:
+        self.by_prefix: dict[str, Rate] = {}
+        self.lengths: tuple[int, ...] = ()
+
+    def add(self, rate: Rate) -> None:
+        self.by_prefix[rate.destination_prefix] = rate
+
+    def freeze(self) -> None:
+        self.lengths = tuple(sorted({len(p) for p in self.by_prefix}, reverse=True))
+
+    def match(self, destination: str) -> Rate | None:
+        by_prefix = self.by_prefix
+        size = len(destination)
+        for length in self.lengths:
+            if length <= size:
+                rate = by_prefix.get(destination[:length])
+                if rate is not None:
+                    return rate
+        return None
+
+
+class PlanIndex:
+    """One plan version made fast to rate against."""
+
+    def __init__(self, plan: TariffPlan) -> None:
+        self.plan = plan
+        self.zone = _zone(plan.time_zone)
+        self.holidays = frozenset(datetime.date.fromisoformat(day) for day in plan.holidays)
+        self._groups: dict[tuple[int, str, str], _Prefixes] = {}
+        for rate in plan.rates:
+            self._groups.setdefault((rate.rating_group, rate.time_band, rate.roaming_zone), _Prefixes()).add(rate)
+        for prefixes in self._groups.values():
+            prefixes.freeze()
+        self.rating_groups = frozenset(rate.rating_group for rate in plan.rates)
+        self.timed = bool(plan.time_bands)
+        # Minutes of the day where some band starts or ends: the only places a band can change.
+        self._edges = sorted({0, *(b.from_minute for b in plan.time_bands), *(b.to_minute % 1440 for b in plan.time_bands)})
+
+    # ------------------------------------------------------------ selection
+
+    def select(self, rating_group: int, destination: str, roaming_zone: str, band: str) -> Rate | None:
+        """The most specific rate: the zone's before any zone's, the band's before
+        any time's, then the longest destination prefix."""
+        for zone in ((roaming_zone, _ANY) if roaming_zone else (_ANY,)):
+            for each_band in ((band, _ANY) if band else (_ANY,)):
+                prefixes = self._groups.get((rating_group, each_band, zone))
+                if prefixes is not None:
+                    rate = prefixes.match(destination)
+                    if rate is not None:
+                        return rate
+        return None
+
+    def band_at(self, at_ms: int) -> str:
+        if not self.timed:
+            return _ANY
+        local = datetime.datetime.fromtimestamp(at_ms / 1000, self.zone)
+        return self._band_of(local)
+
+    def _band_of(self, local: datetime.datetime) -> str:
+        day = HOLIDAY if local.date() in self.holidays else local.isoweekday()
+        minute = local.hour * 60 + local.minute
+        for band in self.plan.time_bands:
+            if day in band.days and band.from_minute <= minute < band.to_minute:
+                return band.name
+        return _ANY
+
+    def band_changes(self, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
+        """(instant, band from then on) for each change of band in (start, end)."""
+        if not self.timed or end_ms <= start_ms:
+            return []
+        changes = []
+        current = self.band_at(start_ms)
+        day = datetime.datetime.fromtimestamp(start_ms / 1000, self.zone).date()
+        for _ in range(_BAND_SEARCH_DAYS_MAX):
+            for minute in self._edges:
+                local = datetime.datetime.combine(day, datetime.time(minute // 60, minute % 60), self.zone)
+                at_ms = int(local.timestamp() * 1000)
+                if at_ms <= start_ms:
+                    continue
+                if at_ms >= end_ms:
+                    return changes
+                band = self._band_of(datetime.datetime.fromtimestamp(at_ms / 1000, self.zone))
+                if band != current:
+                    changes.append((at_ms, band))
+                    current = band
+            day += datetime.timedelta(days=1)
+        return changes
+
+
+def tier_at(rate: Rate, position: int) -> Tier:
+    tiers = rate.effective_tiers
+    chosen = tiers[0]
+    for tier in tiers:
+        if tier.from_units <= position:
+            chosen = tier
+        else:
+            break
+    return chosen
+
+
+def billed_end(tiers: tuple[Tier, ...], units: int) -> int:
+    """Usage of `units` rounded up to the increment of the tier its last unit is
+    in ("60/1": 1 s is billed as 60, 61 s as 61). Tier lengths are whole
+    increments (validated), so the rounding never spills into the next tier."""
+    if units <= 0:
+        return 0
+    tier = tiers[0]
+    for each in tiers:
+        if each.from_units <= units - 1:
+            tier = each
+        else:
+            break
+    return tier.from_units + -(-(units - tier.from_units) // tier.increment_units) * tier.increment_units
+
+
+def round_micros(exact: Fraction, rule: Rounding) -> int:
+    if rule == Rounding.ROUNDING_DOWN:
+        return math.floor(exact)
+    if rule == Rounding.ROUNDING_HALF_EVEN:
+        return round(exact)  # Fraction.__round__ rounds half to even
+    return math.ceil(exact)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rated:
+    """A charge: what is taken, exactly what the usage was worth, and where the
+    usage now stands."""
+
+    charged_micros: int
+    # Change of (charged - exact) over the axis, in 10^-12 currency units (floored).
+    rounding_residue_picos: int
+    exact_after: Fraction
+    # The rate the usage was priced by (its connect fee, caps and tiers applied).
+    rate: Rate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    """What is being rated, beyond its units."""
+
+    rating_group: int
+    destination: str = ""
+    roaming_zone: str = ""
+
+
+class Pricer:
+    """Prices one rating group's usage of one plan version, for one destination
+    and zone. The anchor rate (in force when the usage started) gives the
+    connect fee, the caps and the tier structure; each piece of usage is priced
+    at the rate of its own time band."""
+
+    def __init__(self, index: PlanIndex, usage: Usage, anchor_ms: int) -> None:
+        self.index = index
+        self.usage = usage
+        anchor = index.select(usage.rating_group, usage.destination, usage.roaming_zone, index.band_at(anchor_ms))
+        if anchor is None:
+            raise RatingError(f"no rate for rating group {usage.rating_group} at this time and destination")
+        self.anchor = anchor
+        self.rounding = index.plan.rounding
+        self.volume = anchor.volume_period != CounterPeriod.COUNTER_PERIOD_UNSPECIFIED
+        self.seconds = anchor.unit == Unit.SECONDS and not self.volume and index.timed
+        self._tiers = anchor.effective_tiers
+
+    @property
+    def unit(self) -> Unit:
+        return self.anchor.unit
+
+    def _rate_of(self, band: str) -> Rate:
+        rate = self.index.select(self.usage.rating_group, self.usage.destination, self.usage.roaming_zone, band)
+        if rate is None:
+            raise RatingError(f"no rate for rating group {self.usage.rating_group} in time band {band!r}")
+        return rate
+
+    # ------------------------------------------------------------ exact pieces
+
+    def _segments(self, first: int, end: int):
+        """Positions [first, end) split at the anchor's tier boundaries."""
+        position = first
+        for index, tier in enumerate(self._tiers):
+            upper = self._tiers[index + 1].from_units if index + 1 < len(self._tiers) else end
+            if upper <= position:
+                continue
+            stop = min(upper, end)
+            if stop > position:
+                yield position, stop
+            position = stop
+            if position >= end:
+                return
+
+    def exact(self, first: int, end: int, start_ms: int, at_ms: int, start_position: int,
+              dearest: tuple[Rate, ...] = ()) -> Fraction:
+        """Exact cost of billed positions [first, end). Seconds are on the clock:
+        position p at start_ms + (p - start_position) s; other units at at_ms.
+        `dearest`: price every position at the dearest of these rates (a grant
+        that may cross a band change, RFC 4006 5.1.1)."""
+        if end <= first:
+            return Fraction(0)
+        total = Fraction(0)
+        if dearest:
+            for x, y in self._segments(first, end):
+                price = max(Fraction(t.price_micros, t.rate_units) for t in (tier_at(r, x) for r in dearest))
+                total += price * (y - x)
+            return total
+        if self.seconds:
+            first_ms = start_ms + (first - start_position) * 1000
+            end_ms = start_ms + (end - start_position) * 1000
+            cuts = [(first_ms, self.index.band_at(first_ms))] + self.index.band_changes(first_ms, end_ms)
+        else:
+            cuts = [(at_ms, self.index.band_at(at_ms))]
+        for number, (cut_ms, band) in enumerate(cuts):
+            rate = self._rate_of(band)
+            lower = first if number == 0 else start_position + -(-(cut_ms - start_ms) // 1000)
+            upper = end if number + 1 == len(cuts) else start_position + -(-(cuts[number + 1][0] - start_ms) // 1000)
+            lower, upper = max(lower, first), min(upper, end)
+            for x, y in self._segments(lower, upper):
+                tier = tier_at(rate, x)
+                total += Fraction(tier.price_micros, tier.rate_units) * (y - x)
+        return total
+
+    def total(self, exact: Fraction, used_units: int) -> Fraction:
+        """The session's cost so far: the fee once usage started, within the caps."""
+        if used_units <= 0:
+            return Fraction(0)
+        rate = self.anchor
+        value = exact + rate.connect_fee_micros
+        if value < rate.minimum_charge_micros:
+            value = Fraction(rate.minimum_charge_micros)
+        if rate.maximum_cost_micros and value > rate.maximum_cost_micros:
+            value = Fraction(rate.maximum_cost_micros)
+        return value
+
+    # ------------------------------------------------------------ charges
+
+    def charge(self, used_units: int, exact_before: Fraction, more_units: int, start_ms: int, at_ms: int,
+               period_units: int = 0, dearest: tuple[Rate, ...] = ()) -> Rated:
+        """The charge for `more_units` after `used_units` of the session (whose
+        exact cost so far is exact_before). Seconds start at start_ms; volume
+        tiers continue from period_units."""
+        axis = period_units if self.volume else used_units
+        first = billed_end(self._tiers, axis)
+        end = billed_end(self._tiers, axis + more_units)
+        exact_after = exact_before + self.exact(first, end, start_ms, at_ms, axis, dearest)
+        before = self.total(exact_before, used_units)
+        after = self.total(exact_after, used_units + more_units)
+        charged_before, charged_after = round_micros(before, self.rounding), round_micros(after, self.rounding)
+        residue = (math.floor((charged_after - after) * PICOS_PER_MICRO)
+                   - math.floor((charged_before - before) * PICOS_PER_MICRO))
+        return Rated(charged_after - charged_before, residue, exact_after, self.anchor)
+
+    def affordable(self, used_units: int, exact_before: Fraction, available_micros: int, cap_units: int,
+                   start_ms: int, at_ms: int, period_units: int = 0, dearest: tuple[Rate, ...] = ()) -> int:
+        """The most units, at most cap_units, whose charge fits available_micros
+        (a grant: whole increments unless the cap is smaller). With
+        CAP_DENY_QUOTA, never past the plan's maximum cost."""
+        def fits(units: int) -> bool:
+            rated = self.charge(used_units, exact_before, units, start_ms, at_ms, period_units, dearest)
+            if rated.charged_micros > available_micros:
+                return False
+            if self.anchor.maximum_cost_micros and self.anchor.cap_action == CapAction.CAP_DENY_QUOTA:
+                uncapped = rated.exact_after + self.anchor.connect_fee_micros
+                return uncapped <= self.anchor.maximum_cost_micros
+            return True
+
+        if cap_units <= 0 or not fits(min(1, cap_units)):
+            return 0
+        if fits(cap_units):
+            return cap_units
+        low, high = 1, cap_units  # fits(low), not fits(high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fits(middle):
+                low = middle
+            else:
+                high = middle
+        return low
+
+    def window_rates(self, from_ms: int, to_ms: int) -> tuple[tuple[Rate, ...], int]:
+        """The rates in force between from_ms and to_ms, and the first band change
+        in that window (0: none): a grant is sized for the dearer side."""
+        if not self.index.timed:
+            return (), 0
+        changes = self.index.band_changes(from_ms, to_ms)
+        if not changes:
+            return (), 0
+        rates = {self._rate_of(self.index.band_at(from_ms))}
+        rates.update(self._rate_of(band) for _, band in changes)
+        return tuple(rates), changes[0][0]
+
+
+def exact_of(numerator: int, denominator: int) -> Fraction:
+    return Fraction(numerator, denominator or 1)
