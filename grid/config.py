@@ -38,8 +38,9 @@ class GridConfig:
     shard_retry_window_s: float = 30.0
     # Seconds in-flight calls get to finish on SIGTERM / Ctrl-C.
     shutdown_grace_s: float = 10.0
-    # Bytes of the largest request message accepted.
-    message_bytes_max: int = 1 << 20
+    # Bytes of the largest request message accepted: a catalog of 100,000 rates
+    # (tens of thousands of destination prefixes) fits in one PutTariff.
+    message_bytes_max: int = 16 << 20
     # Concurrent operations one Charge stream may have in flight.
     stream_operations_max: int = 10_000
     # WatchNotifications streams one front door serves at once.

@@ -32,8 +32,9 @@ class CoreLimits:
     charge_max_micros: int = 10**15
     # Text fields: subscriber, session, request, reservation and charge ids.
     id_length_max: int = 128
-    # Rating groups one tariff plan may price.
-    rates_per_plan_max: int = 1024
+    # Rates one tariff plan may hold (rating groups x destination prefixes x
+    # time bands x zones: tens of thousands of prefixes are common).
+    rates_per_plan_max: int = 100_000
     # Sessions: supervision time (RFC 4006 Tcc) is this many validity times,
     # give or take the jitter, so that supervision never fires as one wave.
     supervision_validity_times: int = 2

@@ -157,8 +157,10 @@ class RatingRules:
         if granted <= 0:
             return Grant(0, 0, True, change_ms)
         rated = pricer.charge(*args, granted, now_ms, now_ms, period, dearest)
-        more = pricer.affordable(progress.used_units + granted, rated.exact_after,
-                                 available_micros - rated.charged_micros, 1, now_ms, now_ms, period + granted, dearest)
+        # Final when the money left cannot buy the next increment after what the grant bills.
+        billed = pricing.billed_end(pricer.anchor.effective_tiers, progress.used_units + granted) - progress.used_units
+        more = pricer.affordable(progress.used_units + billed, rated.exact_after,
+                                 available_micros - rated.charged_micros, 1, now_ms, now_ms, period + billed, dearest)
         final = granted < requested_units or more == 0
         return Grant(granted, rated.charged_micros, final, change_ms)
 

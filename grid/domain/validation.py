@@ -5,14 +5,25 @@ reaches a shard) and again by the shard core (defence in depth). Checks that
 need state (is there such an account?) are outcomes, not validation.
 """
 
+import datetime
 import re
+import zoneinfo
 
 from grid.domain import operations as ops
 from grid.domain.limits import INT64_MAX, UINT32_MAX, UINT64_MAX, CoreLimits
 from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, ErrorCode, FinalUnitAction, Unit
-from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
+from grid.domain.rating import CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier, TimeBand
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
+# E.164 allows 15 digits; prefixes and numbers are digits only (no "+", no spaces).
+_DIGITS = re.compile(r"[0-9]{0,32}")
+DESTINATION_LENGTH_MAX = 32
+# Far enough (9999-12-31) for any effective time or quote, still an int64 of ms.
+INSTANT_MAX_MS = 253_402_300_799_999
+_TIERS_MAX = 16
+_BANDS_MAX = 32
+_HOLIDAYS_MAX = 1000
+_DESCRIPTION_MAX = 1024
 
 
 class InvalidArgument(Exception):
@@ -74,10 +85,26 @@ def _validate_top_up(op: ops.TopUp, limits: CoreLimits) -> None:
     _integer("amount_micros", op.amount_micros, 1, limits.amount_max_micros)
 
 
+def _usage_context(op, limits: CoreLimits, where: str = "") -> None:
+    """What a usage is rated by besides its group: the number called and the zone."""
+    if not isinstance(op.destination, str) or not _DIGITS.fullmatch(op.destination):
+        raise InvalidArgument(f"{where}destination",
+                              f"must be at most {DESTINATION_LENGTH_MAX} digits (E.164 without '+')")
+    _identifier(f"{where}roaming_zone", op.roaming_zone, limits, required=False)
+
+
 def _validate_reserve(op: ops.Reserve, limits: CoreLimits) -> None:
     _identifier("session_id", op.session_id, limits)
     _integer("rating_group", op.rating_group, 1, UINT32_MAX)
     _integer("requested_units", op.requested_units, 1, limits.usage_max_units)
+    _usage_context(op, limits)
+
+
+def _validate_quote(op: ops.Quote, limits: CoreLimits) -> None:
+    _integer("rating_group", op.rating_group, 1, UINT32_MAX)
+    _integer("used_units", op.used_units, 0, limits.usage_max_units)
+    _usage_context(op, limits)
+    _integer("at_ms", op.at_ms, 0, INSTANT_MAX_MS)
 
 
 def _validate_debit(op: ops.Debit, limits: CoreLimits) -> None:
@@ -92,6 +119,11 @@ def _validate_debit(op: ops.Debit, limits: CoreLimits) -> None:
         _integer("used_units", op.used_units, 1, limits.usage_max_units)
         if op.final:
             raise InvalidArgument("final", "applies to a reservation; a direct debit has none")
+    _usage_context(op, limits)
+    _integer("usage_started_at_ms", op.usage_started_at_ms, 0, INSTANT_MAX_MS)
+    if op.reservation_id and (op.destination or op.roaming_zone or op.usage_started_at_ms):
+        field = "destination" if op.destination else "roaming_zone" if op.roaming_zone else "usage_started_at_ms"
+        raise InvalidArgument(field, "a debit on a reservation is rated as the reservation was granted")
     if not isinstance(op.final, bool):
         raise InvalidArgument("final", "must be a boolean")
 
@@ -116,26 +148,141 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
         raise InvalidArgument("rates", "a plan needs at least one rate")
     if len(plan.rates) > limits.rates_per_plan_max:
         raise InvalidArgument("rates", f"at most {limits.rates_per_plan_max} rates per plan")
+    _validate_plan_calendar(plan, limits)
+    bands = {band.name for band in plan.time_bands}
     seen = set()
+    units: dict[int, tuple] = {}
     for index, rate in enumerate(plan.rates):
         where = f"rates[{index}]"
         if not isinstance(rate, Rate):
             raise InvalidArgument(where, "must be a rate")
-        _integer(f"{where}.rating_group", rate.rating_group, 1, UINT32_MAX)
-        if rate.rating_group in seen:
-            raise InvalidArgument(f"{where}.rating_group", "appears twice in the plan")
-        seen.add(rate.rating_group)
-        _enum(f"{where}.unit", rate.unit, (Unit.SECONDS, Unit.BYTES, Unit.EVENTS))
+        try:
+            _validate_rate(rate, where, bands, limits)
+            selector = (rate.rating_group, rate.destination_prefix, rate.time_band, rate.roaming_zone)
+            if selector in seen:
+                raise InvalidArgument(f"{where}.rating_group", "a rate for this rating group, destination prefix, "
+                                      "time band and roaming zone appears twice in the plan")
+            seen.add(selector)
+            kind = (rate.unit, rate.volume_period)
+            if units.setdefault(rate.rating_group, kind) != kind:
+                raise InvalidArgument(f"{where}.unit", "every rate of a rating group has the same unit and volume "
+                                      "period")
+        except InvalidArgument as error:
+            raise InvalidArgument(error.field, f"{error.message} (plan {plan.tariff_plan_id!r}, {_rate_name(rate)})")
+    _validate_counters(plan, limits)
+    _validate_controls(plan, limits)
+
+
+def _rate_name(rate: Rate) -> str:
+    parts = [f"rating group {rate.rating_group}"]
+    if rate.destination_prefix:
+        parts.append(f"destination {rate.destination_prefix}")
+    if rate.time_band:
+        parts.append(f"band {rate.time_band}")
+    if rate.roaming_zone:
+        parts.append(f"zone {rate.roaming_zone}")
+    return "rate of " + ", ".join(parts)
+
+
+def _validate_rate(rate: Rate, where: str, bands: set[str], limits: CoreLimits) -> None:
+    _integer(f"{where}.rating_group", rate.rating_group, 1, UINT32_MAX)
+    _enum(f"{where}.unit", rate.unit, (Unit.SECONDS, Unit.BYTES, Unit.EVENTS))
+    if not isinstance(rate.destination_prefix, str) or not _DIGITS.fullmatch(rate.destination_prefix):
+        raise InvalidArgument(f"{where}.destination_prefix", f"must be at most {DESTINATION_LENGTH_MAX} digits")
+    if not isinstance(rate.time_band, str) or (rate.time_band and rate.time_band not in bands):
+        raise InvalidArgument(f"{where}.time_band", "must name one of the plan's time_bands (or be empty: any time)")
+    _identifier(f"{where}.roaming_zone", rate.roaming_zone, limits, required=False)
+    if not isinstance(rate.tiers, tuple):
+        raise InvalidArgument(f"{where}.tiers", "must be a list of tiers")
+    if rate.tiers:
+        for name in ("price_micros", "rate_units", "increment_units"):
+            if getattr(rate, name) != 0:
+                raise InvalidArgument(f"{where}.{name}", "must be 0 when tiers are given (each tier has its own)")
+        if len(rate.tiers) > _TIERS_MAX:
+            raise InvalidArgument(f"{where}.tiers", f"at most {_TIERS_MAX} tiers")
+        for tier_index, tier in enumerate(rate.tiers):
+            _validate_tier(tier, f"{where}.tiers[{tier_index}]", limits)
+        if rate.tiers[0].from_units != 0:
+            raise InvalidArgument(f"{where}.tiers[0].from_units", "the first tier starts at 0")
+        for tier_index, (tier, following) in enumerate(zip(rate.tiers, rate.tiers[1:])):
+            here = f"{where}.tiers[{tier_index + 1}].from_units"
+            if following.from_units <= tier.from_units:
+                raise InvalidArgument(here, "tiers must start in ascending order")
+            if (following.from_units - tier.from_units) % tier.increment_units:
+                raise InvalidArgument(here, f"must be a whole number of the previous tier's increments "
+                                            f"({tier.increment_units}) after its start")
+    else:
         _integer(f"{where}.price_micros", rate.price_micros, 0, limits.amount_max_micros)
         _integer(f"{where}.rate_units", rate.rate_units, 1, UINT64_MAX)
         _integer(f"{where}.increment_units", rate.increment_units, 1, limits.usage_max_units)
-        _enum(f"{where}.final_unit_action", rate.final_unit_action, tuple(FinalUnitAction))
-        if rate.final_unit_action == FinalUnitAction.REDIRECT:
-            _identifier(f"{where}.redirect_server_address", rate.redirect_server_address, limits)
-        elif rate.redirect_server_address:
-            raise InvalidArgument(f"{where}.redirect_server_address", "applies only to final_unit_action REDIRECT")
-    _validate_counters(plan, limits)
-    _validate_controls(plan, limits)
+    _integer(f"{where}.connect_fee_micros", rate.connect_fee_micros, 0, limits.amount_max_micros)
+    _integer(f"{where}.minimum_charge_micros", rate.minimum_charge_micros, 0, limits.amount_max_micros)
+    _integer(f"{where}.maximum_cost_micros", rate.maximum_cost_micros, 0, limits.amount_max_micros)
+    if rate.maximum_cost_micros and rate.minimum_charge_micros > rate.maximum_cost_micros:
+        raise InvalidArgument(f"{where}.minimum_charge_micros", "must not exceed maximum_cost_micros")
+    _enum(f"{where}.cap_action", rate.cap_action, tuple(CapAction))
+    if rate.cap_action and not rate.maximum_cost_micros:
+        raise InvalidArgument(f"{where}.cap_action", "applies only with a maximum_cost_micros")
+    _enum(f"{where}.volume_period", rate.volume_period, tuple(CounterPeriod))
+    _enum(f"{where}.final_unit_action", rate.final_unit_action, tuple(FinalUnitAction))
+    if rate.final_unit_action == FinalUnitAction.REDIRECT:
+        _identifier(f"{where}.redirect_server_address", rate.redirect_server_address, limits)
+    elif rate.redirect_server_address:
+        raise InvalidArgument(f"{where}.redirect_server_address", "applies only to final_unit_action REDIRECT")
+
+
+def _validate_tier(tier, where: str, limits: CoreLimits) -> None:
+    if not isinstance(tier, Tier):
+        raise InvalidArgument(where, "must be a tier")
+    _integer(f"{where}.from_units", tier.from_units, 0, limits.usage_max_units)
+    _integer(f"{where}.price_micros", tier.price_micros, 0, limits.amount_max_micros)
+    _integer(f"{where}.rate_units", tier.rate_units, 1, UINT64_MAX)
+    _integer(f"{where}.increment_units", tier.increment_units, 1, limits.usage_max_units)
+
+
+def _validate_plan_calendar(plan: TariffPlan, limits: CoreLimits) -> None:
+    """The plan's clock: its zone, time bands and holidays, effective time, rounding."""
+    _integer("effective_from_ms", plan.effective_from_ms, 0, INSTANT_MAX_MS)
+    _enum("rounding", plan.rounding, tuple(Rounding))
+    if not isinstance(plan.description, str) or len(plan.description) > _DESCRIPTION_MAX or (
+            plan.description and not plan.description.isprintable()):
+        raise InvalidArgument("description", f"must be printable, at most {_DESCRIPTION_MAX} characters")
+    if not isinstance(plan.time_zone, str):
+        raise InvalidArgument("time_zone", "must be a string")
+    if plan.time_zone:
+        try:
+            zoneinfo.ZoneInfo(plan.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InvalidArgument("time_zone", f"{plan.time_zone[:64]!r} is not an IANA time zone "
+                                  "(e.g. Europe/Berlin)") from None
+    if not isinstance(plan.time_bands, tuple) or len(plan.time_bands) > _BANDS_MAX:
+        raise InvalidArgument("time_bands", f"must be a list of at most {_BANDS_MAX} time bands")
+    names = set()
+    for index, band in enumerate(plan.time_bands):
+        where = f"time_bands[{index}]"
+        if not isinstance(band, TimeBand):
+            raise InvalidArgument(where, "must be a time band")
+        _identifier(f"{where}.name", band.name, limits)
+        if band.name in names:
+            raise InvalidArgument(f"{where}.name", "appears twice in the plan")
+        names.add(band.name)
+        if not isinstance(band.days, tuple) or not band.days:
+            raise InvalidArgument(f"{where}.days", "must list days: 1 (Monday) to 7 (Sunday), 8 for holidays")
+        for day_index, day in enumerate(band.days):
+            _integer(f"{where}.days[{day_index}]", day, 1, 8)
+        if len(set(band.days)) != len(band.days):
+            raise InvalidArgument(f"{where}.days", "must list each day once")
+        _integer(f"{where}.from_minute", band.from_minute, 0, 1439)
+        _integer(f"{where}.to_minute", band.to_minute, band.from_minute + 1, 1440)
+    if not isinstance(plan.holidays, tuple) or len(plan.holidays) > _HOLIDAYS_MAX:
+        raise InvalidArgument("holidays", f"must be a list of at most {_HOLIDAYS_MAX} dates")
+    for index, day in enumerate(plan.holidays):
+        try:
+            if not isinstance(day, str) or len(day) != 10:
+                raise ValueError(day)
+            datetime.date.fromisoformat(day)
+        except ValueError:
+            raise InvalidArgument(f"holidays[{index}]", "must be a date YYYY-MM-DD") from None
 
 
 # The longest velocity window (and grant denial) a control may have: 31 days.
@@ -197,6 +344,7 @@ def _validate_session(op, limits: CoreLimits) -> None:
         seen.add(usage.rating_group)
         _integer(f"{where}.requested_units", usage.requested_units, 0, limits.usage_max_units)
         _integer(f"{where}.used_units", usage.used_units, 0, limits.usage_max_units)
+        _usage_context(usage, limits, f"{where}.")
         if isinstance(op, ops.ReleaseSession) and usage.requested_units:
             raise InvalidArgument(f"{where}.requested_units", "a release asks for no more units")
 
@@ -291,6 +439,7 @@ def _validate_transaction(op: ops.GetTransaction, limits: CoreLimits) -> None:
 
 def _validate_get_tariff(op: ops.GetTariff, limits: CoreLimits) -> None:
     _identifier("tariff_plan_id", op.tariff_plan_id, limits)
+    _integer("version", op.version, 0, UINT32_MAX)
 
 
 def _nothing(op, limits: CoreLimits) -> None:
@@ -319,6 +468,7 @@ _VALIDATORS = {
     ops.Unsubscribe: _validate_unsubscribe,
     ops.GetCounters: _nothing,
     ops.GetBillingCycle: _validate_billing_cycle,
+    ops.Quote: _validate_quote,
 }
 
 

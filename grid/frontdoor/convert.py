@@ -9,7 +9,9 @@ from charging.v1 import charging_pb2 as pb
 
 from grid.domain import operations as ops
 from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
-from grid.domain.rating import Control, CounterThreshold, PolicyCounter, Rate, TariffPlan
+from grid.domain.rating import (
+    CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier, TimeBand,
+)
 
 
 def _enum_or_raw(enum_class: type[enum.IntEnum], value: int):
@@ -44,6 +46,7 @@ def reserve(request: pb.ReserveRequest, tenant: str, trace_id: str) -> ops.Reser
     return ops.Reserve(
         tenant, request.subscriber_id, request.request_id, request.session_id,
         request.rating_group, request.requested_units, trace_id,
+        destination=request.destination, roaming_zone=request.roaming_zone,
     )
 
 
@@ -51,7 +54,14 @@ def debit(request: pb.DebitRequest, tenant: str, trace_id: str) -> ops.Debit:
     return ops.Debit(
         tenant, request.subscriber_id, request.request_id, request.reservation_id,
         request.rating_group, request.used_units, request.final, trace_id,
+        destination=request.destination, roaming_zone=request.roaming_zone,
+        usage_started_at_ms=request.usage_started_at_ms,
     )
+
+
+def quote(request: pb.QuoteRequest, tenant: str, trace_id: str = "") -> ops.Quote:
+    return ops.Quote(tenant, request.subscriber_id, request.rating_group, request.used_units,
+                     destination=request.destination, roaming_zone=request.roaming_zone, at_ms=request.at_ms)
 
 
 def release(request: pb.ReleaseRequest, tenant: str, trace_id: str) -> ops.Release:
@@ -76,14 +86,22 @@ def get_transaction(request: pb.GetTransactionRequest, tenant: str, trace_id: st
     return ops.GetTransaction(tenant, request.subscriber_id, request.request_id)
 
 
-def put_tariff(request: pb.PutTariffRequest, tenant: str, trace_id: str) -> ops.PutTariff:
-    rates = tuple(
-        Rate(rate.rating_group, _enum_or_raw(Unit, rate.unit), rate.price_micros, rate.rate_units,
-             rate.increment_units,
-             _enum_or_raw(FinalUnitAction, rate.final_unit_action),
-             rate.redirect_server_address)
-        for rate in request.rates
+def rate(message: pb.RatingGroupRate) -> Rate:
+    return Rate(
+        message.rating_group, _enum_or_raw(Unit, message.unit), message.price_micros, message.rate_units,
+        message.increment_units, _enum_or_raw(FinalUnitAction, message.final_unit_action),
+        message.redirect_server_address, destination_prefix=message.destination_prefix,
+        time_band=message.time_band, roaming_zone=message.roaming_zone,
+        connect_fee_micros=message.connect_fee_micros,
+        tiers=tuple(Tier(t.from_units, t.price_micros, t.rate_units, t.increment_units) for t in message.tiers),
+        minimum_charge_micros=message.minimum_charge_micros, maximum_cost_micros=message.maximum_cost_micros,
+        cap_action=_enum_or_raw(CapAction, message.cap_action),
+        volume_period=_enum_or_raw(CounterPeriod, message.volume_period),
     )
+
+
+def put_tariff(request: pb.PutTariffRequest, tenant: str, trace_id: str) -> ops.PutTariff:
+    rates = tuple(rate(each) for each in request.rates)
     counters = tuple(
         PolicyCounter(counter.counter_id, tuple(counter.rating_groups), counter.spend,
                       _enum_or_raw(CounterPeriod, counter.period), counter.base_status,
@@ -95,16 +113,22 @@ def put_tariff(request: pb.PutTariffRequest, tenant: str, trace_id: str) -> ops.
                 _enum_or_raw(ControlAction, c.action), tuple(c.rating_groups))
         for c in request.controls
     )
-    return ops.PutTariff(TariffPlan(request.tariff_plan_id, rates, policy_counters=counters, controls=controls,
-                                    tenant=tenant), trace_id)
+    return ops.PutTariff(TariffPlan(
+        request.tariff_plan_id, rates, policy_counters=counters, controls=controls, tenant=tenant,
+        effective_from_ms=request.effective_from_ms, time_zone=request.time_zone,
+        time_bands=tuple(TimeBand(b.name, tuple(b.days), b.from_minute, b.to_minute) for b in request.time_bands),
+        holidays=tuple(request.holidays), rounding=_enum_or_raw(Rounding, request.rounding),
+        description=request.description,
+    ), trace_id)
 
 
 def get_tariff(request: pb.GetTariffRequest, tenant: str, trace_id: str = "") -> ops.GetTariff:
-    return ops.GetTariff(request.tariff_plan_id, tenant)
+    return ops.GetTariff(request.tariff_plan_id, tenant, request.version)
 
 
 def _unit_usage(request) -> tuple[ops.UnitUsage, ...]:
-    return tuple(ops.UnitUsage(u.rating_group, u.requested_units, u.used_units) for u in request.multiple_unit_usage)
+    return tuple(ops.UnitUsage(u.rating_group, u.requested_units, u.used_units, u.destination, u.roaming_zone)
+                 for u in request.multiple_unit_usage)
 
 
 def create_session(request: pb.CreateSessionRequest, tenant: str, trace_id: str) -> ops.CreateSession:
@@ -208,6 +232,7 @@ def reserve_reply(reply: ops.ReserveReply) -> pb.ReserveResponse:
         result=reply.result, reservation_id=reply.reservation_id, granted_units=reply.granted_units,
         final_unit_indication=reply.final_unit_indication, validity_time_s=reply.validity_time_s,
         replayed=reply.replayed, trace_id=reply.trace_id, held_micros=reply.held_micros,
+        tariff_time_change_ms=reply.tariff_time_change_ms, tariff_version=reply.tariff_version,
     )
 
 
@@ -216,7 +241,7 @@ def debit_reply(reply: ops.DebitReply) -> pb.DebitResponse:
         result=reply.result, charge_id=reply.charge_id, charged_micros=reply.charged_micros,
         replayed=reply.replayed, trace_id=reply.trace_id, overage=reply.overage,
         overage_micros=reply.overage_micros, late=reply.late, released_micros=reply.released_micros,
-        rounding_residue_picos=reply.rounding_residue_picos,
+        rounding_residue_picos=reply.rounding_residue_picos, tariff_version=reply.tariff_version,
     )
 
 
@@ -283,7 +308,7 @@ def _unit_information(info: ops.UnitInformation) -> pb.MultipleUnitInformation:
         threshold_units=info.threshold_units, reservation_id=info.reservation_id, held_micros=info.held_micros,
         used_units=info.used_units, charge_id=info.charge_id, charged_micros=info.charged_micros, late=info.late,
         overage_micros=info.overage_micros, rounding_residue_picos=info.rounding_residue_picos,
-        released_micros=info.released_micros,
+        released_micros=info.released_micros, tariff_time_change_ms=info.tariff_time_change_ms,
     )
     if info.final_unit_action:
         message.final_unit_indication.CopyFrom(pb.FinalUnitIndication(
@@ -310,17 +335,28 @@ def session_info_reply(reply: ops.SessionInfoReply) -> pb.GetSessionResponse:
     )
 
 
+def rate_message(rate: Rate) -> pb.RatingGroupRate:
+    return pb.RatingGroupRate(
+        rating_group=rate.rating_group, unit=rate.unit, price_micros=rate.price_micros,
+        rate_units=rate.rate_units, increment_units=rate.increment_units,
+        final_unit_action=rate.final_unit_action, redirect_server_address=rate.redirect_server_address,
+        destination_prefix=rate.destination_prefix, time_band=rate.time_band, roaming_zone=rate.roaming_zone,
+        connect_fee_micros=rate.connect_fee_micros,
+        tiers=[pb.RateTier(from_units=t.from_units, price_micros=t.price_micros, rate_units=t.rate_units,
+                           increment_units=t.increment_units) for t in rate.tiers],
+        minimum_charge_micros=rate.minimum_charge_micros, maximum_cost_micros=rate.maximum_cost_micros,
+        cap_action=rate.cap_action, volume_period=rate.volume_period,
+    )
+
+
 def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
     return pb.TariffPlan(
         tariff_plan_id=plan.tariff_plan_id, version=plan.version,
-        rates=[
-            pb.RatingGroupRate(
-                rating_group=rate.rating_group, unit=rate.unit, price_micros=rate.price_micros,
-                rate_units=rate.rate_units, increment_units=rate.increment_units,
-                final_unit_action=rate.final_unit_action, redirect_server_address=rate.redirect_server_address,
-            )
-            for rate in plan.rates
-        ],
+        effective_from_ms=plan.effective_from_ms, time_zone=plan.time_zone,
+        time_bands=[pb.TimeBand(name=b.name, days=list(b.days), from_minute=b.from_minute, to_minute=b.to_minute)
+                    for b in plan.time_bands],
+        holidays=list(plan.holidays), rounding=plan.rounding, description=plan.description,
+        rates=[rate_message(rate) for rate in plan.rates],
         policy_counters=[
             pb.PolicyCounter(
                 counter_id=c.counter_id, rating_groups=list(c.rating_groups), spend=c.spend, period=c.period,
@@ -338,7 +374,9 @@ def tariff_plan(plan: TariffPlan) -> pb.TariffPlan:
 
 
 def tariff_reply(reply: ops.TariffReply) -> pb.GetTariffResponse:
-    response = pb.GetTariffResponse(result=reply.result)
+    response = pb.GetTariffResponse(result=reply.result, versions=[
+        pb.TariffVersion(version=version, effective_from_ms=effective_from_ms)
+        for version, effective_from_ms in reply.versions])
     if reply.plan is not None:
         response.plan.CopyFrom(tariff_plan(reply.plan))
     return response
@@ -346,6 +384,16 @@ def tariff_reply(reply: ops.TariffReply) -> pb.GetTariffResponse:
 
 def put_tariff_reply(reply: ops.PutTariffReply) -> pb.PutTariffResponse:
     return pb.PutTariffResponse(result=reply.result, version=reply.version)
+
+
+def quote_reply(reply: ops.QuoteReply, trace_id: str = "") -> pb.QuoteResponse:
+    return pb.QuoteResponse(
+        result=reply.result, cost_micros=reply.cost_micros, rounding_residue_picos=reply.rounding_residue_picos,
+        affordable_units=reply.affordable_units, available_micros=reply.available_micros,
+        tariff_plan_id=reply.tariff_plan_id, tariff_version=reply.tariff_version,
+        destination_prefix=reply.destination_prefix, time_band=reply.time_band, roaming_zone=reply.roaming_zone,
+        currency=reply.currency, trace_id=trace_id,
+    )
 
 
 # The field of GetTransactionResponse / ChargeResponse each mutating reply goes in.

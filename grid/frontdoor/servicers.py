@@ -117,6 +117,10 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
         return await self._unary(context, "charging.v1.ChargingService/TopUp", request, convert.top_up,
                                  convert.top_up_reply)
 
+    async def Quote(self, request, context):
+        return await self._unary(context, "charging.v1.ChargingService/Quote", request, convert.quote,
+                                 convert.quote_reply, traced=False)
+
     async def GetBalance(self, request, context):
         return await self._unary(context, "charging.v1.ChargingService/GetBalance", request, convert.get_balance,
                                  convert.balance_reply, traced=False)

@@ -1124,7 +1124,7 @@ def _bad_cases():
             if field != "rating_group":
                 add("PutTariff", f"rates[1].{field}",
                     _plan(rates=(_rate(), _rate(rating_group=2, **{field: value}))), index)
-    too_many = tuple(_rate(rating_group=g) for g in range(1, 1026))
+    too_many = tuple(_rate(rating_group=g) for g in range(1, CoreLimits().rates_per_plan_max + 2))
     add("PutTariff", "rates", _plan(rates=too_many), "too-many")
     return cases
 

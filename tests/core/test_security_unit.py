@@ -62,6 +62,7 @@ EXPECTED_SCOPES = {
     "ChargingService/ReleaseSession": SCOPE_CHARGING,
     "ChargingService/GetSession": SCOPE_CHARGING,
     "ChargingService/WatchNotifications": SCOPE_CHARGING,
+    "ChargingService/Quote": SCOPE_CHARGING,
     "SpendingLimitService/Subscribe": SCOPE_POLICY,
     "SpendingLimitService/Unsubscribe": SCOPE_POLICY,
     "SpendingLimitService/WatchStatus": SCOPE_POLICY,

@@ -14,6 +14,8 @@ import grpc
 import pytest
 from charging.v1 import charging_pb2 as pb
 
+from grid.config import GridConfig
+
 from e2e_support import (
     FUNDS,
     PRICEY,
@@ -498,7 +500,7 @@ def test_the_rates_of_a_rejected_put_are_not_half_applied(calls, ctx):
     lambda s, big: s.catalog.PutTariff(pb.PutTariffRequest(tariff_plan_id=big, rates=RATES), timeout=30),
 ], ids=["top-up", "put-tariff"])
 def test_an_oversized_message_is_refused(calls, call):
-    big = "s" * ((1 << 20) + 1024)
+    big = "s" * (GridConfig().message_bytes_max + 1024)
     error = failing(call, calls.stubs, big)
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     # The server is fine afterwards.

@@ -84,6 +84,19 @@ class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCOUNT_REACTIVATED: _ClassVar[NotificationReason]
     CONTROL_FIRED: _ClassVar[NotificationReason]
 
+class Rounding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROUNDING_UNSPECIFIED: _ClassVar[Rounding]
+    ROUNDING_UP: _ClassVar[Rounding]
+    ROUNDING_HALF_EVEN: _ClassVar[Rounding]
+    ROUNDING_DOWN: _ClassVar[Rounding]
+
+class CapAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAP_ACTION_UNSPECIFIED: _ClassVar[CapAction]
+    CAP_STOP_CHARGING: _ClassVar[CapAction]
+    CAP_DENY_QUOTA: _ClassVar[CapAction]
+
 class ControlKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CONTROL_KIND_UNSPECIFIED: _ClassVar[ControlKind]
@@ -186,6 +199,13 @@ ACCOUNT_SUSPENDED: NotificationReason
 ACCOUNT_CLOSED: NotificationReason
 ACCOUNT_REACTIVATED: NotificationReason
 CONTROL_FIRED: NotificationReason
+ROUNDING_UNSPECIFIED: Rounding
+ROUNDING_UP: Rounding
+ROUNDING_HALF_EVEN: Rounding
+ROUNDING_DOWN: Rounding
+CAP_ACTION_UNSPECIFIED: CapAction
+CAP_STOP_CHARGING: CapAction
+CAP_DENY_QUOTA: CapAction
 CONTROL_KIND_UNSPECIFIED: ControlKind
 SPEND_VELOCITY: ControlKind
 USAGE_VELOCITY: ControlKind
@@ -223,15 +243,63 @@ JOURNAL_SUBSCRIBED: JournalKind
 JOURNAL_UNSUBSCRIBED: JournalKind
 JOURNAL_CONTROL_HIT: JournalKind
 
+class QuoteRequest(_message.Message):
+    __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
+    USED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    rating_group: int
+    used_units: int
+    destination: str
+    roaming_zone: str
+    at_ms: int
+    def __init__(self, subscriber_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+
+class QuoteResponse(_message.Message):
+    __slots__ = ("result", "cost_micros", "rounding_residue_picos", "affordable_units", "available_micros", "tariff_plan_id", "tariff_version", "destination_prefix", "time_band", "roaming_zone", "currency", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
+    AFFORDABLE_UNITS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TIME_BAND_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    cost_micros: int
+    rounding_residue_picos: int
+    affordable_units: int
+    available_micros: int
+    tariff_plan_id: str
+    tariff_version: int
+    destination_prefix: str
+    time_band: str
+    roaming_zone: str
+    currency: str
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., cost_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., affordable_units: _Optional[int] = ..., available_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., destination_prefix: _Optional[str] = ..., time_band: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., currency: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
 class MultipleUnitUsage(_message.Message):
-    __slots__ = ("rating_group", "requested_units", "used_units")
+    __slots__ = ("rating_group", "requested_units", "used_units", "destination", "roaming_zone")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_UNITS_FIELD_NUMBER: _ClassVar[int]
     USED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     requested_units: int
     used_units: int
-    def __init__(self, rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., used_units: _Optional[int] = ...) -> None: ...
+    destination: str
+    roaming_zone: str
+    def __init__(self, rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., used_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("session_id", "subscriber_id", "invocation_sequence_number", "multiple_unit_usage", "notify_client_id")
@@ -282,7 +350,7 @@ class FinalUnitIndication(_message.Message):
     def __init__(self, final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
 
 class MultipleUnitInformation(_message.Message):
-    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros")
+    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros", "tariff_time_change_ms")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +367,7 @@ class MultipleUnitInformation(_message.Message):
     OVERAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
     RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_TIME_CHANGE_MS_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     result: Result
     granted_units: int
@@ -315,7 +384,8 @@ class MultipleUnitInformation(_message.Message):
     overage_micros: int
     rounding_residue_picos: int
     released_micros: int
-    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ...) -> None: ...
+    tariff_time_change_ms: int
+    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
     __slots__ = ("result", "session_id", "invocation_sequence_number", "multiple_unit_information", "session_state", "supervision_time_s", "replayed", "trace_id")
@@ -400,21 +470,25 @@ class Notification(_message.Message):
     def __init__(self, type: _Optional[_Union[NotificationType, str]] = ..., reason: _Optional[_Union[NotificationReason, str]] = ..., session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., at_ms: _Optional[int] = ..., cursor: _Optional[str] = ..., notifications_lost: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("request_id", "subscriber_id", "session_id", "rating_group", "requested_units")
+    __slots__ = ("request_id", "subscriber_id", "session_id", "rating_group", "requested_units", "destination", "roaming_zone")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     subscriber_id: str
     session_id: str
     rating_group: int
     requested_units: int
-    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ...) -> None: ...
+    destination: str
+    roaming_zone: str
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
-    __slots__ = ("result", "reservation_id", "granted_units", "final_unit_indication", "validity_time_s", "replayed", "trace_id", "held_micros")
+    __slots__ = ("result", "reservation_id", "granted_units", "final_unit_indication", "validity_time_s", "replayed", "trace_id", "held_micros", "tariff_time_change_ms", "tariff_version")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
@@ -423,6 +497,8 @@ class ReserveResponse(_message.Message):
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     HELD_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_TIME_CHANGE_MS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
     result: Result
     reservation_id: str
     granted_units: int
@@ -431,26 +507,34 @@ class ReserveResponse(_message.Message):
     replayed: bool
     trace_id: str
     held_micros: int
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., reservation_id: _Optional[str] = ..., granted_units: _Optional[int] = ..., final_unit_indication: _Optional[bool] = ..., validity_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., held_micros: _Optional[int] = ...) -> None: ...
+    tariff_time_change_ms: int
+    tariff_version: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., reservation_id: _Optional[str] = ..., granted_units: _Optional[int] = ..., final_unit_indication: _Optional[bool] = ..., validity_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., tariff_version: _Optional[int] = ...) -> None: ...
 
 class DebitRequest(_message.Message):
-    __slots__ = ("request_id", "subscriber_id", "reservation_id", "rating_group", "used_units", "final")
+    __slots__ = ("request_id", "subscriber_id", "reservation_id", "rating_group", "used_units", "final", "destination", "roaming_zone", "usage_started_at_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     USED_UNITS_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     subscriber_id: str
     reservation_id: str
     rating_group: int
     used_units: int
     final: bool
-    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
+    destination: str
+    roaming_zone: str
+    usage_started_at_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., final: _Optional[bool] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., usage_started_at_ms: _Optional[int] = ...) -> None: ...
 
 class DebitResponse(_message.Message):
-    __slots__ = ("result", "charge_id", "charged_micros", "replayed", "trace_id", "overage", "overage_micros", "late", "released_micros", "rounding_residue_picos")
+    __slots__ = ("result", "charge_id", "charged_micros", "replayed", "trace_id", "overage", "overage_micros", "late", "released_micros", "rounding_residue_picos", "tariff_version")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
     CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -461,6 +545,7 @@ class DebitResponse(_message.Message):
     LATE_FIELD_NUMBER: _ClassVar[int]
     RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
     result: Result
     charge_id: str
     charged_micros: int
@@ -471,7 +556,8 @@ class DebitResponse(_message.Message):
     late: bool
     released_micros: int
     rounding_residue_picos: int
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., overage: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., late: _Optional[bool] = ..., released_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ...) -> None: ...
+    tariff_version: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., overage: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., late: _Optional[bool] = ..., released_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_version: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "reservation_id")
@@ -886,7 +972,7 @@ class SetAccountStateResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class RatingGroupRate(_message.Message):
-    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units", "final_unit_action", "redirect_server_address")
+    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units", "final_unit_action", "redirect_server_address", "destination_prefix", "time_band", "roaming_zone", "connect_fee_micros", "tiers", "minimum_charge_micros", "maximum_cost_micros", "cap_action", "volume_period")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -894,6 +980,15 @@ class RatingGroupRate(_message.Message):
     INCREMENT_UNITS_FIELD_NUMBER: _ClassVar[int]
     FINAL_UNIT_ACTION_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TIME_BAND_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_FEE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_CHARGE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CAP_ACTION_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_PERIOD_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     unit: Unit
     price_micros: int
@@ -901,33 +996,90 @@ class RatingGroupRate(_message.Message):
     increment_units: int
     final_unit_action: FinalUnitAction
     redirect_server_address: str
-    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
+    destination_prefix: str
+    time_band: str
+    roaming_zone: str
+    connect_fee_micros: int
+    tiers: _containers.RepeatedCompositeFieldContainer[RateTier]
+    minimum_charge_micros: int
+    maximum_cost_micros: int
+    cap_action: CapAction
+    volume_period: CounterPeriod
+    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ..., destination_prefix: _Optional[str] = ..., time_band: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., connect_fee_micros: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[RateTier, _Mapping]]] = ..., minimum_charge_micros: _Optional[int] = ..., maximum_cost_micros: _Optional[int] = ..., cap_action: _Optional[_Union[CapAction, str]] = ..., volume_period: _Optional[_Union[CounterPeriod, str]] = ...) -> None: ...
+
+class RateTier(_message.Message):
+    __slots__ = ("from_units", "price_micros", "rate_units", "increment_units")
+    FROM_UNITS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RATE_UNITS_FIELD_NUMBER: _ClassVar[int]
+    INCREMENT_UNITS_FIELD_NUMBER: _ClassVar[int]
+    from_units: int
+    price_micros: int
+    rate_units: int
+    increment_units: int
+    def __init__(self, from_units: _Optional[int] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ...) -> None: ...
+
+class TimeBand(_message.Message):
+    __slots__ = ("name", "days", "from_minute", "to_minute")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    FROM_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TO_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    days: _containers.RepeatedScalarFieldContainer[int]
+    from_minute: int
+    to_minute: int
+    def __init__(self, name: _Optional[str] = ..., days: _Optional[_Iterable[int]] = ..., from_minute: _Optional[int] = ..., to_minute: _Optional[int] = ...) -> None: ...
 
 class TariffPlan(_message.Message):
-    __slots__ = ("tariff_plan_id", "rates", "version", "policy_counters", "controls")
+    __slots__ = ("tariff_plan_id", "rates", "version", "policy_counters", "controls", "effective_from_ms", "time_zone", "time_bands", "holidays", "rounding", "description")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     RATES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_COUNTERS_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    TIME_BANDS_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAYS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
     rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
     version: int
     policy_counters: _containers.RepeatedCompositeFieldContainer[PolicyCounter]
     controls: _containers.RepeatedCompositeFieldContainer[PlanControl]
-    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ..., controls: _Optional[_Iterable[_Union[PlanControl, _Mapping]]] = ...) -> None: ...
+    effective_from_ms: int
+    time_zone: str
+    time_bands: _containers.RepeatedCompositeFieldContainer[TimeBand]
+    holidays: _containers.RepeatedScalarFieldContainer[str]
+    rounding: Rounding
+    description: str
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., version: _Optional[int] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ..., controls: _Optional[_Iterable[_Union[PlanControl, _Mapping]]] = ..., effective_from_ms: _Optional[int] = ..., time_zone: _Optional[str] = ..., time_bands: _Optional[_Iterable[_Union[TimeBand, _Mapping]]] = ..., holidays: _Optional[_Iterable[str]] = ..., rounding: _Optional[_Union[Rounding, str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class PutTariffRequest(_message.Message):
-    __slots__ = ("tariff_plan_id", "rates", "policy_counters", "controls")
+    __slots__ = ("tariff_plan_id", "rates", "policy_counters", "controls", "effective_from_ms", "time_zone", "time_bands", "holidays", "rounding", "description")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     RATES_FIELD_NUMBER: _ClassVar[int]
     POLICY_COUNTERS_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    TIME_BANDS_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAYS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
     rates: _containers.RepeatedCompositeFieldContainer[RatingGroupRate]
     policy_counters: _containers.RepeatedCompositeFieldContainer[PolicyCounter]
     controls: _containers.RepeatedCompositeFieldContainer[PlanControl]
-    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ..., controls: _Optional[_Iterable[_Union[PlanControl, _Mapping]]] = ...) -> None: ...
+    effective_from_ms: int
+    time_zone: str
+    time_bands: _containers.RepeatedCompositeFieldContainer[TimeBand]
+    holidays: _containers.RepeatedScalarFieldContainer[str]
+    rounding: Rounding
+    description: str
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., rates: _Optional[_Iterable[_Union[RatingGroupRate, _Mapping]]] = ..., policy_counters: _Optional[_Iterable[_Union[PolicyCounter, _Mapping]]] = ..., controls: _Optional[_Iterable[_Union[PlanControl, _Mapping]]] = ..., effective_from_ms: _Optional[int] = ..., time_zone: _Optional[str] = ..., time_bands: _Optional[_Iterable[_Union[TimeBand, _Mapping]]] = ..., holidays: _Optional[_Iterable[str]] = ..., rounding: _Optional[_Union[Rounding, str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class PlanControl(_message.Message):
     __slots__ = ("control_id", "kind", "limit", "window_s", "action", "rating_groups")
@@ -978,18 +1130,30 @@ class PutTariffResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class GetTariffRequest(_message.Message):
-    __slots__ = ("tariff_plan_id",)
+    __slots__ = ("tariff_plan_id", "version")
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     tariff_plan_id: str
-    def __init__(self, tariff_plan_id: _Optional[str] = ...) -> None: ...
+    version: int
+    def __init__(self, tariff_plan_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class TariffVersion(_message.Message):
+    __slots__ = ("version", "effective_from_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    effective_from_ms: int
+    def __init__(self, version: _Optional[int] = ..., effective_from_ms: _Optional[int] = ...) -> None: ...
 
 class GetTariffResponse(_message.Message):
-    __slots__ = ("result", "plan")
+    __slots__ = ("result", "plan", "versions")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     result: Result
     plan: TariffPlan
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ...) -> None: ...
+    versions: _containers.RepeatedCompositeFieldContainer[TariffVersion]
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., plan: _Optional[_Union[TariffPlan, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[TariffVersion, _Mapping]]] = ...) -> None: ...
 
 class AuditRequest(_message.Message):
     __slots__ = ()

@@ -101,6 +101,11 @@ class ChargingServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.WatchNotificationsRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.Notification.FromString,
                 _registered_method=True)
+        self.Quote = channel.unary_unary(
+                '/charging.v1.ChargingService/Quote',
+                request_serializer=charging_dot_v1_dot_charging__pb2.QuoteRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.QuoteResponse.FromString,
+                _registered_method=True)
 
 
 class ChargingServiceServicer:
@@ -209,6 +214,14 @@ class ChargingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Quote(self, request, context):
+        """Advice of charge: what the usage would cost now and how many units the
+        available money buys at that rate. Holds and charges nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChargingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +289,11 @@ def add_ChargingServiceServicer_to_server(servicer, server):
                     servicer.WatchNotifications,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.WatchNotificationsRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.Notification.SerializeToString,
+            ),
+            'Quote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Quote,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.QuoteRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.QuoteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -631,6 +649,33 @@ class ChargingService:
             '/charging.v1.ChargingService/WatchNotifications',
             charging_dot_v1_dot_charging__pb2.WatchNotificationsRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Quote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/Quote',
+            charging_dot_v1_dot_charging__pb2.QuoteRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.QuoteResponse.FromString,
             options,
             channel_credentials,
             insecure,
