@@ -248,6 +248,62 @@ def cmd_client(args) -> int:
     return 0
 
 
+def cmd_catalog_apply(args) -> int:
+    from grid import catalog
+    from grid.frontdoor import convert
+    from grid_client import GridError
+
+    try:
+        plans = catalog.load_file(args.file)
+    except catalog.CatalogError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for plan in plans:
+            print(f"{plan.tariff_plan_id}: valid, {len(plan.rates)} rates")
+        return 0
+    with _client(args) as client:
+        for plan in plans:
+            try:
+                reply = client.put_tariff_request(convert.put_tariff_request(plan))
+            except GridError as error:
+                print(f"error: plan {plan.tariff_plan_id!r}: {error}"
+                      + (f" (field: {error.field})" if error.field else ""), file=sys.stderr)
+                return 2
+            print(f"{plan.tariff_plan_id}: version {reply.version}")
+    return 0
+
+
+def cmd_catalog_get(args) -> int:
+    import yaml
+
+    from grid import catalog
+    from grid.frontdoor import convert
+    from grid_client import GridError
+
+    plans = []
+    with _client(args) as client:
+        for plan_id in args.plans:
+            try:
+                reply = client.get_tariff(plan_id, args.version)
+            except GridError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            if not reply.HasField("plan"):
+                print(f"error: plan {plan_id!r}: {pb_result_name(reply.result)}", file=sys.stderr)
+                return 2
+            plans.append(convert.plan_from_message(reply.plan, "default"))
+    document = catalog.dump_document(plans)
+    print(json.dumps(document, indent=2) if args.json else yaml.safe_dump(document, sort_keys=False), end="")
+    return 0
+
+
+def pb_result_name(result: int) -> str:
+    from charging.v1 import charging_pb2 as pb
+
+    return pb.Result.Name(result)
+
+
 def _snapshot_dict(info) -> dict:
     return {
         "snapshot_id": info.snapshot_id, "created_at_ms": info.created_at_ms, "label": info.label,
@@ -572,6 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")
     demo.add_argument("--data-dir", default=None, help="default: a temporary directory")
     demo.set_defaults(handler=cmd_demo)
+
+    catalog = commands.add_parser("catalog", help="tariff plans from a YAML or JSON file").add_subparsers(
+        dest="catalog_command", required=True)
+    apply = catalog.add_parser("apply", help="validate every plan of FILE, then put them (a new version of each "
+                                             "plan that changed)")
+    apply.add_argument("file", type=pathlib.Path)
+    apply.add_argument("--dry-run", action="store_true", help="validate only")
+    apply.set_defaults(handler=cmd_catalog_apply)
+    catalog_get = catalog.add_parser("get", help="print plans in the file format (YAML; --json for JSON)")
+    catalog_get.add_argument("plans", nargs="+", metavar="PLAN")
+    catalog_get.add_argument("--version", type=int, default=0, help="a version (default: the latest)")
+    catalog_get.add_argument("--json", action="store_true")
+    catalog_get.set_defaults(handler=cmd_catalog_get)
 
     tariff = commands.add_parser("tariff", help="tariff plans").add_subparsers(dest="tariff_command", required=True)
     _add_client_command(

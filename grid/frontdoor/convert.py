@@ -3,6 +3,7 @@
 The core never sees protobuf; the servicers never see core internals.
 """
 
+import dataclasses
 import enum
 
 from charging.v1 import charging_pb2 as pb
@@ -98,6 +99,29 @@ def rate(message: pb.RatingGroupRate) -> Rate:
         cap_action=_enum_or_raw(CapAction, message.cap_action),
         volume_period=_enum_or_raw(CounterPeriod, message.volume_period),
     )
+
+
+def plan_from_message(message, tenant: str) -> TariffPlan:
+    """A plan from a PutTariffRequest or a TariffPlan message (the same fields)."""
+    request = message
+    if isinstance(message, pb.TariffPlan):
+        request = pb.PutTariffRequest(
+            tariff_plan_id=message.tariff_plan_id, rates=message.rates, policy_counters=message.policy_counters,
+            controls=message.controls, effective_from_ms=message.effective_from_ms, time_zone=message.time_zone,
+            time_bands=message.time_bands, holidays=message.holidays, rounding=message.rounding,
+            description=message.description)
+    plan = put_tariff(request, tenant, "").plan
+    return plan if not isinstance(message, pb.TariffPlan) else dataclasses.replace(plan, version=message.version)
+
+
+def put_tariff_request(plan: TariffPlan) -> pb.PutTariffRequest:
+    """The request that puts this plan (what `grid catalog apply` sends)."""
+    message = tariff_plan(plan)
+    return pb.PutTariffRequest(
+        tariff_plan_id=plan.tariff_plan_id, rates=message.rates, policy_counters=message.policy_counters,
+        controls=message.controls, effective_from_ms=plan.effective_from_ms, time_zone=plan.time_zone,
+        time_bands=message.time_bands, holidays=list(plan.holidays), rounding=plan.rounding,
+        description=plan.description)
 
 
 def put_tariff(request: pb.PutTariffRequest, tenant: str, trace_id: str) -> ops.PutTariff:

@@ -176,20 +176,24 @@ class _Requests:
         return _Call("charging", "TopUp", request, subscriber_id, request_id)
 
     @staticmethod
-    def reserve(subscriber_id, session_id, rating_group, requested_units, request_id=None):
+    def reserve(subscriber_id, session_id, rating_group, requested_units, request_id=None, destination="",
+                roaming_zone=""):
         request_id = request_id or new_request_id()
         request = pb.ReserveRequest(
             request_id=request_id, subscriber_id=subscriber_id, session_id=session_id,
-            rating_group=rating_group, requested_units=requested_units,
+            rating_group=rating_group, requested_units=requested_units, destination=destination,
+            roaming_zone=roaming_zone,
         )
         return _Call("charging", "Reserve", request, subscriber_id, request_id)
 
     @staticmethod
-    def debit(subscriber_id, used_units, reservation_id="", rating_group=0, final=False, request_id=None):
+    def debit(subscriber_id, used_units, reservation_id="", rating_group=0, final=False, request_id=None,
+              destination="", roaming_zone="", usage_started_at_ms=0):
         request_id = request_id or new_request_id()
         request = pb.DebitRequest(
             request_id=request_id, subscriber_id=subscriber_id, reservation_id=reservation_id,
-            rating_group=rating_group, used_units=used_units, final=final,
+            rating_group=rating_group, used_units=used_units, final=final, destination=destination,
+            roaming_zone=roaming_zone, usage_started_at_ms=usage_started_at_ms,
         )
         return _Call("charging", "Debit", request, subscriber_id, request_id)
 
@@ -276,8 +280,20 @@ class _Requests:
         return _Call("spending", "GetCounters", pb.GetCountersRequest(subscriber_id=subscriber_id))
 
     @staticmethod
-    def get_tariff(tariff_plan_id):
-        return _Call("catalog", "GetTariff", pb.GetTariffRequest(tariff_plan_id=tariff_plan_id))
+    def get_tariff(tariff_plan_id, version=0):
+        return _Call("catalog", "GetTariff", pb.GetTariffRequest(tariff_plan_id=tariff_plan_id, version=version))
+
+    @staticmethod
+    def put_tariff_request(request):
+        """A whole PutTariffRequest (what `grid catalog apply` sends)."""
+        return _Call("catalog", "PutTariff", request)
+
+    @staticmethod
+    def quote(subscriber_id, rating_group, used_units=0, destination="", roaming_zone="", at_ms=0):
+        """Advice of charge: the cost of the usage and the units the balance buys."""
+        return _Call("charging", "Quote", pb.QuoteRequest(
+            subscriber_id=subscriber_id, rating_group=rating_group, used_units=used_units, destination=destination,
+            roaming_zone=roaming_zone, at_ms=at_ms))
 
     @staticmethod
     def balance(subscriber_id):
@@ -358,7 +374,8 @@ class ChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle",
+                     "put_tariff_request", "quote"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -451,7 +468,8 @@ class AsyncChargingClient:
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
-                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle"):
+                     "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle",
+                     "put_tariff_request", "quote"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):
