@@ -10,13 +10,30 @@ has new ones.
 import dataclasses
 from typing import ClassVar, Union
 
-from grid.domain.outcomes import AccountState, ErrorCode, FinalUnitAction, ReservationState, Result, SessionState
+from grid.domain.outcomes import (
+    AccountState, BucketUnit, ErrorCode, FinalUnitAction, ReservationState, Result, SessionState,
+)
 from grid.domain.rating import TariffPlan
+from grid.domain.records import Bucket
 
 from grid.domain.rating import DEFAULT_TENANT  # noqa: E402,F401 - re-exported
 
 
 # ---------------------------------------------------------------- mutating
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BucketGrant:
+    """A bucket to add: units of usage or a monetary sub-balance (micros)."""
+
+    unit: BucketUnit
+    amount: int
+    valid_from_ms: int = 0
+    # 0: no expiry.
+    valid_until_ms: int = 0
+    weight: int = 0
+    rating_groups: tuple[int, ...] = ()
+    destination_prefixes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,7 +47,8 @@ class CreateAccount:
     trace_id: str = ""
     # The span that applied it (set by the shard shell): journaled beside trace_id.
     span_id: str = ""
-    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
+    buckets: tuple[BucketGrant, ...] = ()
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id", "buckets")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,7 +72,9 @@ class TopUp:
     trace_id: str = ""
     # The span that applied it (set by the shard shell): journaled beside trace_id.
     span_id: str = ""
-    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "amount_micros")
+    # Given: the top-up adds this bucket instead of money (amount_micros is then 0).
+    bucket: BucketGrant | None = None
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "amount_micros", "bucket")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -225,6 +245,8 @@ class UnitInformation:
     released_micros: int = 0
     # The grant may cross this change of time band (ms; 0: none).
     tariff_time_change_ms: int = 0
+    bucket_micros: int = 0
+    bucket_units: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -408,6 +430,8 @@ class TopUpReply:
     balance_micros: int = 0
     replayed: bool = False
     trace_id: str = ""
+    # The bucket a bucket top-up added.
+    bucket_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -423,6 +447,10 @@ class ReserveReply:
     # The grant may cross this change of time band (ms; 0: none): report usage by then.
     tariff_time_change_ms: int = 0
     tariff_version: int = 0
+    # Of the grant, the units unit buckets cover, and the money held in monetary
+    # buckets (held_micros is the main balance's part).
+    bucket_units: int = 0
+    bucket_micros: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -438,6 +466,10 @@ class DebitReply:
     replayed: bool = False
     trace_id: str = ""
     tariff_version: int = 0
+    # Of charged_micros, what monetary buckets paid (the rest the main balance);
+    # and the units unit buckets covered (not priced).
+    bucket_micros: int = 0
+    bucket_units: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -471,6 +503,7 @@ class BalanceReply:
     available_micros: int = 0
     credit_limit_micros: int = 0
     currency: str = ""
+    buckets: tuple[Bucket, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -498,6 +531,7 @@ class AccountReply:
     reserved_micros: int = 0
     available_micros: int = 0
     reservations: tuple[ReservationView, ...] = ()
+    buckets: tuple[Bucket, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -61,6 +61,16 @@ class Unit(enum.IntEnum):
     EVENTS = 3
 
 
+class BucketUnit(enum.IntEnum):
+    """What a bucket holds: money (a sub-balance, micros) or units of usage."""
+
+    BUCKET_UNIT_UNSPECIFIED = 0
+    MONEY = 1
+    SECONDS = 2
+    BYTES = 3
+    EVENTS = 4
+
+
 class AccountState(enum.IntEnum):
     ACCOUNT_STATE_UNSPECIFIED = 0
     ACTIVE = 1
@@ -154,6 +164,8 @@ class JournalKind(enum.IntEnum):
     UNSUBSCRIBED = 15
     # A fraud or policy control fired (reference_id: the control; status: its action).
     CONTROL_HIT = 16
+    # A bucket was added (reference_id: the bucket; units: its amount).
+    BUCKET_ADDED = 17
 
 
 class ControlKind(enum.IntEnum):

@@ -218,10 +218,10 @@ class Pricer:
         return self.anchor.unit
 
     def _rate_of(self, band: str) -> Rate:
+        """The band's rate; where the plan has none for this usage in that band, the
+        rate the usage started with goes on (a call is never left unpriced midway)."""
         rate = self.index.select(self.usage.rating_group, self.usage.destination, self.usage.roaming_zone, band)
-        if rate is None:
-            raise RatingError(f"no rate for rating group {self.usage.rating_group} in time band {band!r}")
-        return rate
+        return self.anchor if rate is None else rate
 
     # ------------------------------------------------------------ exact pieces
 

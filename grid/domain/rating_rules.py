@@ -106,7 +106,7 @@ class RatingRules:
         else:  # a hold stored before progress was: v1 plans have no bands, so this is exact
             tiers = pricer.anchor.effective_tiers
             exact = pricer.exact(0, pricing.billed_end(tiers, reservation.used_units), anchor, anchor, 0)
-        return Progress(anchor, reservation.base_units + reservation.used_units, exact)
+        return Progress(anchor, reservation.base_units + reservation.used_units - reservation.bucket_used_units, exact)
 
     @staticmethod
     def _set_hold_progress(reservation: Reservation, exact: Fraction) -> None:

@@ -8,10 +8,44 @@ alone); journal and idempotency records are written once and never change.
 import dataclasses
 
 from grid.domain.outcomes import (
-    AccountState, JournalKind, NotificationReason, NotificationType, ReservationState, Result, SessionState,
+    AccountState, BucketUnit, JournalKind, NotificationReason, NotificationType, ReservationState, Result, SessionState,
 )
 
 AccountKey = tuple[str, str]  # (tenant, subscriber_id)
+
+
+@dataclasses.dataclass(slots=True)
+class Bucket:
+    """Free units or a monetary sub-balance, consumed before the main balance in
+    a fixed order: weight descending, then expiry ascending (none last), then
+    creation. Only within [valid_from, valid_until) and for the rating groups
+    and destination prefixes it lists (none listed: any)."""
+
+    bucket_id: str
+    unit: BucketUnit
+    initial: int
+    remaining: int
+    # Held by active grants (part of remaining).
+    reserved: int
+    valid_from_ms: int
+    # 0: no expiry.
+    valid_until_ms: int
+    weight: int
+    rating_groups: tuple[int, ...]
+    destination_prefixes: tuple[str, ...]
+    created_sequence: int
+
+    def usable(self, now_ms: int) -> bool:
+        return self.valid_from_ms <= now_ms and (not self.valid_until_ms or now_ms < self.valid_until_ms)
+
+    def applies_to(self, rating_group: int, destination: str) -> bool:
+        return ((not self.rating_groups or rating_group in self.rating_groups)
+                and (not self.destination_prefixes
+                     or any(destination.startswith(prefix) for prefix in self.destination_prefixes)))
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        return (-self.weight, self.valid_until_ms or (1 << 62), self.created_sequence)
 
 
 @dataclasses.dataclass(slots=True)
@@ -30,6 +64,7 @@ class Account:
     created_at_ms: int
     # A DENY_GRANTS control stops new grants until then.
     grants_denied_until_ms: int = 0
+    buckets: tuple[Bucket, ...] = ()
 
     @property
     def key(self) -> AccountKey:
@@ -67,6 +102,12 @@ class Reservation:
     base_units: int = 0
     exact_numerator: int = 0
     exact_denominator: int = 0
+    # What the grant holds in buckets: (bucket_id, units or micros), and how many
+    # of its granted units the unit buckets cover (the rest is priced in money).
+    bucket_holds: tuple[tuple[str, int], ...] = ()
+    bucket_units: int = 0
+    # Of used_units, those unit buckets paid (the rest was priced).
+    bucket_used_units: int = 0
 
     @property
     def account_key(self) -> AccountKey:
@@ -240,6 +281,9 @@ class Charge:
     charged_at_ms: int
     # The plan version that priced it.
     tariff_version: int = 0
+    # Drawn from buckets: (bucket_id, units or micros). amount_micros is the main
+    # balance's part (what a refund can return).
+    bucket_draws: tuple[tuple[str, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -287,6 +331,8 @@ class JournalRecord:
     reservation_id: str = ""
     # A policy counter's new status (POLICY_STATUS records).
     status: str = ""
+    # Drawn from (or, for BUCKET_ADDED, put in) buckets: (bucket_id, units or micros).
+    bucket_draws: tuple[tuple[str, int], ...] = ()
 
 
 @dataclasses.dataclass(slots=True)

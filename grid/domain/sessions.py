@@ -26,6 +26,7 @@ from fractions import Fraction
 
 from grid.domain import operations as ops
 from grid.domain import pricing, rating
+from grid.domain.bucket_rules import draws_tuple
 from grid.domain.rating_rules import Progress
 from grid.domain.outcomes import (
     AccountState,
@@ -315,10 +316,15 @@ class SessionRules:
         used_units = usage.used_units
         rate = pricer.anchor
         progress = self._group_progress(session, pricer, usage, now_ms)
-        cost = self._rate_more(account, pricer, progress, used_units, self._usage_start(session, pricer, usage, now_ms),
-                               now_ms)
-        from_hold = min(cost.charged_micros, reservation.held_micros) if reservation is not None else 0
-        if not self._balance_fits(account.balance_micros - cost.charged_micros):
+        start_ms = self._usage_start(session, pricer, usage, now_ms)
+        if reservation is not None:
+            used = self._consume_on_hold(account, reservation, pricer, progress, used_units, start_ms, now_ms)
+            cost, from_hold, balance_part = used.cost, used.from_hold_micros, used.balance_micros
+        else:
+            used = None
+            cost = self._rate_more(account, pricer, progress, used_units, start_ms, now_ms)
+            from_hold, balance_part = 0, cost.charged_micros
+        if not self._balance_fits(account.balance_micros - balance_part):
             self._denied(JournalKind.DEBIT, op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account,
                          rating_group=rate.rating_group, units=used_units, session_id=session.session_id)
             return Result.BALANCE_LIMIT_EXCEEDED
@@ -326,33 +332,40 @@ class SessionRules:
         if late:
             overage_micros = max(0, cost.charged_micros - max(0, account.available_micros()))
         else:
-            overage_micros = cost.charged_micros - from_hold
+            overage_micros = used.overage_micros
         before, reserved_before = account.balance_micros, account.reserved_micros
-        account.balance_micros -= cost.charged_micros
-        account.reserved_micros -= from_hold
         reservation_id = ""
-        if reservation is not None:
-            reservation.held_micros -= from_hold
+        draws = ()
+        if reservation is None:
+            account.balance_micros -= balance_part
+        else:
+            self._apply_consumption(account, reservation, used)
+            draws = draws_tuple(used.unit_draws + used.money_draws)
             reservation.used_units += used_units
             self._set_hold_progress(reservation, cost.exact_after)
             reservation.state = next_state(reservation.state, ReservationEvent.DEBIT_PARTIAL)
             reservation_id = reservation.reservation_id
             self._mark("reservation", reservation_id, reservation)
+        money_units = used.money_units if used is not None else used_units
         self._set_group_progress(session, usage.rating_group,
-                                 Progress(progress.anchor_ms, progress.used_units + used_units, cost.exact_after))
-        self._count_volume(account, pricer, used_units, now_ms)
+                                 Progress(progress.anchor_ms, progress.used_units + money_units, cost.exact_after))
+        self._count_volume(account, pricer, money_units, now_ms)
         self._mark("account", account.key, account)
         charge = self._record_charge(op, account, usage.rating_group, cost, now_ms, reservation_id,
-                                     used_units=used_units, tariff_version=pricer.index.plan.version)
+                                     used_units=used_units, tariff_version=pricer.index.plan.version,
+                                     balance_micros=balance_part, bucket_draws=draws)
         self._journal(
             JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=charge.charge_id, rating_group=rate.rating_group, units=used_units,
-            amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
+            amount_micros=balance_part, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            session_id=session.session_id, reservation_id=reservation_id, **self._tariff_fields(pricer),
+            session_id=session.session_id, reservation_id=reservation_id, bucket_draws=draws,
+            **self._tariff_fields(pricer),
         )
         return {"charge_id": charge.charge_id, "charged_micros": cost.charged_micros, "late": late,
-                "overage_micros": overage_micros, "rounding_residue_picos": cost.rounding_residue_picos}
+                "overage_micros": overage_micros, "rounding_residue_picos": cost.rounding_residue_picos,
+                "bucket_micros": cost.charged_micros - balance_part,
+                "bucket_units": used.bucket_units if used is not None else 0}
 
     def _return_hold(self, op, reservation: Reservation, account: Account, event: ReservationEvent,
                      now_ms: int) -> int:
@@ -379,22 +392,23 @@ class SessionRules:
         elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
         else:
-            available = account.available_micros()
-            grant = self._grant(account, pricer, progress, available, usage.requested_units, now_ms,
-                                self._lifetime_ms())
+            grant, unit_draws, money_draws, bucket_units = self._grant_with_buckets(
+                account, pricer, progress, usage.destination, usage.requested_units, now_ms, self._lifetime_ms())
             result = Result.SUCCESS if grant.granted_units > 0 else Result.CREDIT_LIMIT_REACHED
         if result != Result.SUCCESS:
             self._denied(JournalKind.RESERVE, op, result, now_ms, account, rating_group=usage.rating_group,
                          units=usage.requested_units, session_id=session.session_id)
             return result
-        granted, held, final = grant.granted_units, grant.held_micros, grant.final
-        assert 0 <= held <= max(available, 0)
+        granted, final = grant.granted_units, grant.final
+        held = grant.held_micros - sum(amount for _, amount in money_draws)  # the main balance's part
+        assert 0 <= held <= max(account.available_micros(), 0)
         validity_time_s = self.limits.validity_time_s
         reservation = self._new_hold(
             account, op.request_id, session.session_id, usage.rating_group, granted, held, now_ms,
             now_ms + self._lifetime_ms(), pricer=pricer, destination=usage.destination,
             roaming_zone=usage.roaming_zone, progress=progress,
         )
+        self._hold_in_buckets(account, reservation, unit_draws + money_draws, bucket_units)
         plan = pricer.index.plan
         rate = pricer.anchor
         self._journal(
@@ -402,6 +416,7 @@ class SessionRules:
             reference_id=reservation.reservation_id, rating_group=rate.rating_group, units=granted,
             amount_micros=held, reserved_before_micros=account.reserved_micros - held,
             tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version, session_id=session.session_id,
+            bucket_draws=reservation.bucket_holds,
         )
         info = {
             "reservation_id": reservation.reservation_id, "granted_units": granted, "held_micros": held,

@@ -51,6 +51,7 @@ from grid.domain.records import (
     Subscription,
     VolumeCounter,
 )
+from grid.domain.bucket_rules import BucketRules, draws_tuple
 from grid.domain.rating_rules import Progress, RatingRules
 from grid.domain.reservations import ReservationEvent, next_state
 from grid.domain.controls import ControlRules
@@ -82,7 +83,7 @@ class Writes:
                     or self.deleted_notification_sequences or self.deleted_subscription_keys)
 
 
-class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
+class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -261,6 +262,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         returned = reservation.held_micros
         reservation.held_micros = 0
         account.reserved_micros -= returned
+        self._return_bucket_holds(account, reservation)
         assert account.reserved_micros >= 0
         holds = self._active_holds[account.key]
         del holds[reservation.reservation_id]
@@ -349,6 +351,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         self.accounts[key] = account
         self._mark("account", key, account)
         self._journal(JournalKind.ACCOUNT_CREATED, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id)
+        for grant in op.buckets:  # validated: at most BUCKETS_PER_ACCOUNT_MAX
+            self._add_bucket(account, grant, op, now_ms)
         return ops.CreateAccountReply(Result.SUCCESS, trace_id=op.trace_id)
 
     def _set_account_state(self, op: ops.SetAccountState, now_ms: int) -> ops.SetAccountStateReply:
@@ -382,6 +386,14 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
             result = Result.USER_UNKNOWN
         elif account.state == AccountState.CLOSED:
             result = Result.END_USER_SERVICE_DENIED
+        elif op.bucket is not None:
+            bucket = self._add_bucket(account, op.bucket, op, now_ms)
+            if bucket is not None:
+                self._notify_sessions(account, NotificationType.REAUTHORIZATION, NotificationReason.TOP_UP, now_ms,
+                                      op.trace_id)
+                return ops.TopUpReply(Result.SUCCESS, balance_micros=account.balance_micros, trace_id=op.trace_id,
+                                      bucket_id=bucket.bucket_id)
+            result = Result.BALANCE_LIMIT_EXCEEDED  # too many buckets
         elif not self._balance_fits(account.balance_micros + op.amount_micros):
             result = Result.BALANCE_LIMIT_EXCEEDED
         else:
@@ -412,9 +424,9 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
         else:
-            available = account.available_micros()
-            grant = self._grant(account, pricer, Progress.start(now_ms), available, op.requested_units, now_ms,
-                                self._lifetime_ms())
+            grant, unit_draws, money_draws, bucket_units = self._grant_with_buckets(
+                account, pricer, Progress.start(now_ms), op.destination, op.requested_units, now_ms,
+                self._lifetime_ms())
             result = Result.SUCCESS if grant.granted_units > 0 else Result.CREDIT_LIMIT_REACHED
         if result != Result.SUCCESS:
             self._denied(
@@ -422,9 +434,11 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
                 rating_group=op.rating_group, units=op.requested_units,
             )
             return ops.ReserveReply(result, trace_id=op.trace_id)
-        granted, held = grant.granted_units, grant.held_micros
+        granted = grant.granted_units
+        bucket_micros = sum(amount for _, amount in money_draws)
+        held = grant.held_micros - bucket_micros  # the main balance's part
         # A free rating group grants even to an overdrawn account; anything priced fits the money.
-        assert 0 <= held <= max(available, 0)
+        assert 0 <= held <= max(account.available_micros(), 0)
         validity_time_s = self.limits.validity_time_s
         reserved_before = account.reserved_micros
         plan = pricer.index.plan
@@ -432,17 +446,19 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
             account, op.request_id, op.session_id, op.rating_group, granted, held, now_ms,
             now_ms + self._lifetime_ms(), pricer=pricer, destination=op.destination, roaming_zone=op.roaming_zone,
         )
+        self._hold_in_buckets(account, reservation, unit_draws + money_draws, bucket_units)
         self._journal(
             JournalKind.RESERVE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=reservation.reservation_id, rating_group=op.rating_group, units=granted,
             amount_micros=held, reserved_before_micros=reserved_before,
             tariff_plan_id=plan.tariff_plan_id, tariff_version=plan.version,
+            bucket_draws=reservation.bucket_holds,
         )
         return ops.ReserveReply(
             Result.SUCCESS, reservation_id=reservation.reservation_id, granted_units=granted,
             final_unit_indication=grant.final, validity_time_s=validity_time_s,
             held_micros=held, trace_id=op.trace_id, tariff_time_change_ms=grant.tariff_time_change_ms,
-            tariff_version=plan.version,
+            tariff_version=plan.version, bucket_units=bucket_units, bucket_micros=bucket_micros,
         )
 
     def _new_hold(self, account, request_id, session_id, rating_group, granted, held, now_ms,
@@ -490,40 +506,41 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         if pricer is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
         progress = self._hold_progress(pricer, reservation)
-        cost = self._rate_more(account, pricer, progress, op.used_units,
-                               reservation.granted_at_ms + reservation.used_units * 1000, now_ms)
+        used = self._consume_on_hold(account, reservation, pricer, progress, op.used_units,
+                                     reservation.granted_at_ms + reservation.used_units * 1000, now_ms)
+        cost = used.cost
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
-        from_hold = min(cost.charged_micros, reservation.held_micros)
-        overage_micros = cost.charged_micros - from_hold
-        if not self._balance_fits(account.balance_micros - cost.charged_micros):
+        overage_micros = used.overage_micros
+        if not self._balance_fits(account.balance_micros - used.balance_micros):
             return self._debit_denied(op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account)
         before, reserved_before = account.balance_micros, account.reserved_micros
-        account.balance_micros -= cost.charged_micros
-        account.reserved_micros -= from_hold
-        reservation.held_micros -= from_hold
+        self._apply_consumption(account, reservation, used)
         reservation.used_units += op.used_units
         self._set_hold_progress(reservation, cost.exact_after)
-        self._count_volume(account, pricer, op.used_units, now_ms)
+        self._count_volume(account, pricer, used.money_units, now_ms)
         reservation.state = next_state(reservation.state, ReservationEvent.DEBIT_PARTIAL)
         self._mark("reservation", reservation.reservation_id, reservation)
         self._mark("account", account.key, account)
+        draws = draws_tuple(used.unit_draws + used.money_draws)
         charge = self._record_charge(op, account, reservation.rating_group, cost, now_ms, reservation.reservation_id,
-                                     tariff_version=pricer.index.plan.version)
+                                     tariff_version=pricer.index.plan.version, balance_micros=used.balance_micros,
+                                     bucket_draws=draws)
         released = self._resolve(reservation, ReservationEvent.DEBIT_FINAL, account) if op.final else 0
         overage = overage_micros > 0 or reservation.used_units > reservation.granted_units
         self._journal(
             JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=charge.charge_id, rating_group=reservation.rating_group, units=op.used_units,
-            amount_micros=cost.charged_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
+            amount_micros=used.balance_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, overage_micros=overage_micros,
-            reservation_id=reservation.reservation_id, **self._tariff_fields(pricer),
+            reservation_id=reservation.reservation_id, bucket_draws=draws, **self._tariff_fields(pricer),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros, overage=overage,
             overage_micros=overage_micros, released_micros=released,
             rounding_residue_picos=cost.rounding_residue_picos, trace_id=op.trace_id,
-            tariff_version=pricer.index.plan.version,
+            tariff_version=pricer.index.plan.version, bucket_micros=used.bucket_micros,
+            bucket_units=used.bucket_units,
         )
 
     def _direct_debit(self, op: ops.Debit, now_ms: int):
@@ -535,12 +552,16 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         pricer, start_ms = self._direct_pricer(op, account, op.rating_group, now_ms)
         if pricer is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
-        cost = self._rate_more(account, pricer, Progress.start(start_ms), op.used_units, start_ms, now_ms)
+        unit_draws = self._unit_draws(account, pricer.unit, op.rating_group, op.destination, op.used_units, now_ms)
+        money_units = op.used_units - sum(amount for _, amount in unit_draws)
+        cost = self._rate_more(account, pricer, Progress.start(start_ms), money_units, start_ms, now_ms)
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
-        if cost.charged_micros > account.available_micros():
+        money_draws = self._money_draws(account, op.rating_group, op.destination, cost.charged_micros, now_ms)
+        if cost.charged_micros - sum(amount for _, amount in money_draws) > account.available_micros():
             return self._debit_denied(op, Result.CREDIT_LIMIT_REACHED, now_ms, account)
-        return self._apply_charge(op, account, op.rating_group, cost, now_ms, pricer, late=False, overage_micros=0)
+        return self._apply_charge(op, account, op.rating_group, cost, now_ms, pricer, late=False, overage_micros=0,
+                                  unit_draws=unit_draws, money_draws=money_draws, money_units=money_units)
 
     def _direct_pricer(self, op: ops.Debit, account: Account, rating_group: int, now_ms: int):
         """The pricer of a direct debit and when its usage began: as given, else
@@ -575,26 +596,33 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         return self._apply_charge(op, account, rating_group, cost, now_ms, pricer, late=True,
                                   overage_micros=overage_micros)
 
-    def _apply_charge(self, op, account, rating_group, cost, now_ms, pricer, *, late,
-                      overage_micros) -> ops.DebitReply:
+    def _apply_charge(self, op, account, rating_group, cost, now_ms, pricer, *, late, overage_micros,
+                      unit_draws=(), money_draws=(), money_units=None) -> ops.DebitReply:
+        """A charge with no hold: the unit and money bucket draws, then the main balance."""
         before = account.balance_micros
-        account.balance_micros -= cost.charged_micros
+        draws = list(unit_draws) + list(money_draws)
+        self._take(account, draws)
+        bucket_micros = sum(amount for _, amount in money_draws)
+        balance_micros = cost.charged_micros - bucket_micros
+        account.balance_micros -= balance_micros
         self._mark("account", account.key, account)
-        self._count_volume(account, pricer, op.used_units, now_ms)
+        self._count_volume(account, pricer, op.used_units if money_units is None else money_units, now_ms)
         charge = self._record_charge(op, account, rating_group, cost, now_ms, op.reservation_id,
-                                     tariff_version=pricer.index.plan.version)
+                                     tariff_version=pricer.index.plan.version, balance_micros=balance_micros,
+                                     bucket_draws=draws_tuple(draws))
         self._journal(
             JournalKind.DEBIT, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=charge.charge_id, rating_group=rating_group, units=op.used_units,
-            amount_micros=cost.charged_micros, balance_before_micros=before,
+            amount_micros=balance_micros, balance_before_micros=before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            reservation_id=op.reservation_id, **self._tariff_fields(pricer),
+            reservation_id=op.reservation_id, bucket_draws=charge.bucket_draws, **self._tariff_fields(pricer),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros,
             overage=overage_micros > 0, overage_micros=overage_micros, late=late,
             rounding_residue_picos=cost.rounding_residue_picos, trace_id=op.trace_id,
-            tariff_version=pricer.index.plan.version,
+            tariff_version=pricer.index.plan.version, bucket_micros=bucket_micros,
+            bucket_units=sum(amount for _, amount in unit_draws),
         )
 
     @staticmethod
@@ -603,12 +631,13 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         return {"tariff_plan_id": plan.tariff_plan_id, "tariff_version": plan.version}
 
     def _record_charge(self, op, account, rating_group, cost, now_ms, reservation_id, used_units=None, *,
-                       tariff_version: int) -> Charge:
+                       tariff_version: int, balance_micros: int | None = None, bucket_draws=()) -> Charge:
         charge = Charge(
             charge_id=self._next_id("C"), tenant=account.tenant, subscriber_id=account.subscriber_id,
-            amount_micros=cost.charged_micros, refunded_micros=0, reservation_id=reservation_id,
-            rating_group=rating_group, used_units=op.used_units if used_units is None else used_units,
-            charged_at_ms=now_ms, tariff_version=tariff_version,
+            amount_micros=cost.charged_micros if balance_micros is None else balance_micros, refunded_micros=0,
+            reservation_id=reservation_id, rating_group=rating_group,
+            used_units=op.used_units if used_units is None else used_units, charged_at_ms=now_ms,
+            tariff_version=tariff_version, bucket_draws=tuple(bucket_draws),
         )
         self.charges[charge.charge_id] = charge
         self._charge_order.append((now_ms, charge.charge_id))
@@ -750,7 +779,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
         return ops.BalanceReply(
             Result.SUCCESS, balance_micros=account.balance_micros, reserved_micros=reserved,
             available_micros=account.available_micros(reserved), credit_limit_micros=account.credit_limit_micros,
-            currency=account.currency,
+            currency=account.currency, buckets=self._bucket_views(account, now_ms),
         )
 
     def _get_account(self, op: ops.GetAccount, now_ms: int) -> ops.AccountReply:
@@ -764,6 +793,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
             credit_limit_micros=account.credit_limit_micros, tariff_plan_id=account.tariff_plan_id,
             balance_micros=account.balance_micros, reserved_micros=reserved,
             available_micros=account.available_micros(reserved), reservations=views,
+            buckets=self._bucket_views(account, now_ms),
         )
 
     @staticmethod
@@ -853,6 +883,15 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules):
             assert all(r.held_micros >= 0 for r in holds.values())
             assert account.reserved_micros == sum(r.held_micros for r in holds.values()), key
             assert account.reserved_micros >= 0
+            if account.buckets or any(r.bucket_holds for r in holds.values()):
+                in_holds = collections.Counter()
+                for reservation in holds.values():
+                    for bucket_id, amount in reservation.bucket_holds:
+                        in_holds[bucket_id] += amount
+                for bucket in account.buckets:
+                    assert 0 <= bucket.reserved <= bucket.remaining, (key, bucket)
+                    assert bucket.reserved == in_holds.pop(bucket.bucket_id, 0), (key, bucket)
+                assert not in_holds, (key, in_holds)
         for charge in self.charges.values():
             assert 0 <= charge.refunded_micros <= charge.amount_micros
         self._check_session_invariants()

@@ -11,7 +11,8 @@ import zoneinfo
 
 from grid.domain import operations as ops
 from grid.domain.limits import INT64_MAX, UINT32_MAX, UINT64_MAX, CoreLimits
-from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, ErrorCode, FinalUnitAction, Unit
+from grid.domain.bucket_rules import BUCKETS_PER_ACCOUNT_MAX
+from grid.domain.outcomes import AccountState, BucketUnit, ControlAction, ControlKind, CounterPeriod, ErrorCode, FinalUnitAction, Unit
 from grid.domain.rating import CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier, TimeBand
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -75,6 +76,36 @@ def _validate_create_account(op: ops.CreateAccount, limits: CoreLimits) -> None:
         raise InvalidArgument("currency", "must be three upper-case ISO 4217 letters, e.g. EUR")
     _integer("credit_limit_micros", op.credit_limit_micros, 0, limits.amount_max_micros)
     _identifier("tariff_plan_id", op.tariff_plan_id, limits)
+    if not isinstance(op.buckets, tuple) or len(op.buckets) > BUCKETS_PER_ACCOUNT_MAX:
+        raise InvalidArgument("buckets", f"must be a list of at most {BUCKETS_PER_ACCOUNT_MAX} buckets")
+    for index, bucket in enumerate(op.buckets):
+        _validate_bucket(bucket, f"buckets[{index}]", limits)
+
+
+_BUCKET_FILTERS_MAX = 64
+
+
+def _validate_bucket(bucket, where: str, limits: CoreLimits) -> None:
+    if not isinstance(bucket, ops.BucketGrant):
+        raise InvalidArgument(where, "must be a bucket")
+    _enum(f"{where}.unit", bucket.unit, tuple(BucketUnit)[1:])
+    high = limits.amount_max_micros if bucket.unit == BucketUnit.MONEY else limits.usage_max_units
+    _integer(f"{where}.amount", bucket.amount, 1, high)
+    _integer(f"{where}.valid_from_ms", bucket.valid_from_ms, 0, INSTANT_MAX_MS)
+    _integer(f"{where}.valid_until_ms", bucket.valid_until_ms, 0, INSTANT_MAX_MS)
+    if bucket.valid_until_ms and bucket.valid_until_ms <= bucket.valid_from_ms:
+        raise InvalidArgument(f"{where}.valid_until_ms", "must be after valid_from_ms (or 0: no expiry)")
+    _integer(f"{where}.weight", bucket.weight, 0, UINT32_MAX)
+    for name, values in (("rating_groups", bucket.rating_groups), ("destination_prefixes",
+                                                                   bucket.destination_prefixes)):
+        if not isinstance(values, tuple) or len(values) > _BUCKET_FILTERS_MAX:
+            raise InvalidArgument(f"{where}.{name}", f"must be a list of at most {_BUCKET_FILTERS_MAX}")
+    for index, rating_group in enumerate(bucket.rating_groups):
+        _integer(f"{where}.rating_groups[{index}]", rating_group, 1, UINT32_MAX)
+    for index, prefix in enumerate(bucket.destination_prefixes):
+        if not isinstance(prefix, str) or not prefix or not _DIGITS.fullmatch(prefix):
+            raise InvalidArgument(f"{where}.destination_prefixes[{index}]",
+                                  f"must be 1 to {DESTINATION_LENGTH_MAX} digits")
 
 
 def _validate_set_state(op: ops.SetAccountState, limits: CoreLimits) -> None:
@@ -82,6 +113,11 @@ def _validate_set_state(op: ops.SetAccountState, limits: CoreLimits) -> None:
 
 
 def _validate_top_up(op: ops.TopUp, limits: CoreLimits) -> None:
+    if op.bucket is not None:
+        _validate_bucket(op.bucket, "bucket", limits)
+        if op.amount_micros != 0:
+            raise InvalidArgument("amount_micros", "must be 0 when a bucket is given (the bucket holds the amount)")
+        return
     _integer("amount_micros", op.amount_micros, 1, limits.amount_max_micros)
 
 

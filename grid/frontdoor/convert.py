@@ -9,7 +9,8 @@ import enum
 from charging.v1 import charging_pb2 as pb
 
 from grid.domain import operations as ops
-from grid.domain.outcomes import AccountState, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
+from grid.domain.records import Bucket
+from grid.domain.outcomes import AccountState, BucketUnit, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, Unit
 from grid.domain.rating import (
     CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier, TimeBand,
 )
@@ -26,10 +27,27 @@ def _enum_or_raw(enum_class: type[enum.IntEnum], value: int):
 # ---------------------------------------------------------------- requests
 
 
+def bucket_grant(message: pb.BucketGrant) -> ops.BucketGrant:
+    return ops.BucketGrant(
+        _enum_or_raw(BucketUnit, message.unit), message.amount, message.valid_from_ms, message.valid_until_ms,
+        message.weight, tuple(message.rating_groups), tuple(message.destination_prefixes),
+    )
+
+
+def bucket_message(bucket: Bucket) -> pb.Bucket:
+    return pb.Bucket(
+        bucket_id=bucket.bucket_id, unit=bucket.unit, initial=bucket.initial, remaining=bucket.remaining,
+        reserved=bucket.reserved, valid_from_ms=bucket.valid_from_ms, valid_until_ms=bucket.valid_until_ms,
+        weight=bucket.weight, rating_groups=list(bucket.rating_groups),
+        destination_prefixes=list(bucket.destination_prefixes),
+    )
+
+
 def create_account(request: pb.CreateAccountRequest, tenant: str, trace_id: str) -> ops.CreateAccount:
     return ops.CreateAccount(
         tenant, request.subscriber_id, request.request_id, request.currency,
         request.credit_limit_micros, request.tariff_plan_id, trace_id,
+        buckets=tuple(bucket_grant(b) for b in request.buckets),
     )
 
 
@@ -40,7 +58,8 @@ def set_account_state(request: pb.SetAccountStateRequest, tenant: str, trace_id:
 
 
 def top_up(request: pb.TopUpRequest, tenant: str, trace_id: str) -> ops.TopUp:
-    return ops.TopUp(tenant, request.subscriber_id, request.request_id, request.amount_micros, trace_id)
+    return ops.TopUp(tenant, request.subscriber_id, request.request_id, request.amount_micros, trace_id,
+                     bucket=bucket_grant(request.bucket) if request.HasField("bucket") else None)
 
 
 def reserve(request: pb.ReserveRequest, tenant: str, trace_id: str) -> ops.Reserve:
@@ -257,6 +276,7 @@ def reserve_reply(reply: ops.ReserveReply) -> pb.ReserveResponse:
         final_unit_indication=reply.final_unit_indication, validity_time_s=reply.validity_time_s,
         replayed=reply.replayed, trace_id=reply.trace_id, held_micros=reply.held_micros,
         tariff_time_change_ms=reply.tariff_time_change_ms, tariff_version=reply.tariff_version,
+        bucket_units=reply.bucket_units, bucket_micros=reply.bucket_micros,
     )
 
 
@@ -266,6 +286,7 @@ def debit_reply(reply: ops.DebitReply) -> pb.DebitResponse:
         replayed=reply.replayed, trace_id=reply.trace_id, overage=reply.overage,
         overage_micros=reply.overage_micros, late=reply.late, released_micros=reply.released_micros,
         rounding_residue_picos=reply.rounding_residue_picos, tariff_version=reply.tariff_version,
+        bucket_micros=reply.bucket_micros, bucket_units=reply.bucket_units,
     )
 
 
@@ -284,7 +305,8 @@ def refund_reply(reply: ops.RefundReply) -> pb.RefundResponse:
 
 def top_up_reply(reply: ops.TopUpReply) -> pb.TopUpResponse:
     return pb.TopUpResponse(
-        result=reply.result, balance_micros=reply.balance_micros, replayed=reply.replayed, trace_id=reply.trace_id
+        result=reply.result, balance_micros=reply.balance_micros, replayed=reply.replayed, trace_id=reply.trace_id,
+        bucket_id=reply.bucket_id,
     )
 
 
@@ -300,7 +322,7 @@ def balance_reply(reply: ops.BalanceReply) -> pb.GetBalanceResponse:
     return pb.GetBalanceResponse(
         result=reply.result, balance_micros=reply.balance_micros, reserved_micros=reply.reserved_micros,
         available_micros=reply.available_micros, currency=reply.currency,
-        credit_limit_micros=reply.credit_limit_micros,
+        credit_limit_micros=reply.credit_limit_micros, buckets=[bucket_message(b) for b in reply.buckets],
     )
 
 
@@ -314,6 +336,7 @@ def account_reply(reply: ops.AccountReply) -> pb.GetAccountResponse:
             available_micros=reply.available_micros,
         ))
         response.reservations.extend(_reservation(view) for view in reply.reservations)
+        response.buckets.extend(bucket_message(b) for b in reply.buckets)
     return response
 
 
@@ -333,6 +356,7 @@ def _unit_information(info: ops.UnitInformation) -> pb.MultipleUnitInformation:
         used_units=info.used_units, charge_id=info.charge_id, charged_micros=info.charged_micros, late=info.late,
         overage_micros=info.overage_micros, rounding_residue_picos=info.rounding_residue_picos,
         released_micros=info.released_micros, tariff_time_change_ms=info.tariff_time_change_ms,
+        bucket_micros=info.bucket_micros, bucket_units=info.bucket_units,
     )
     if info.final_unit_action:
         message.final_unit_indication.CopyFrom(pb.FinalUnitIndication(

@@ -98,6 +98,8 @@ TYPE_CODES: dict[type, int] = {
     rating.TimeBand: 66,
     ops.Quote: 67,
     ops.QuoteReply: 68,
+    records.Bucket: 69,
+    ops.BucketGrant: 70,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"

@@ -15,6 +15,7 @@ from grid.domain.outcomes import (
     AccountState, ControlAction, ControlKind, CounterPeriod, FinalUnitAction, JournalKind, NotificationReason, NotificationType, ReservationState, Result,
     SessionState, Unit,
 )
+from grid.domain.outcomes import BucketUnit
 from grid.domain.rating import (CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier,
                                  TimeBand)
 from grid.domain.shard_state import ShardState
@@ -231,6 +232,9 @@ def _every_carried_kind():
         ops.BillingCycleReply(Result.SUCCESS, records.BillingCycle(T, "s", 1, 2, 3, 4, ((7, 8, 9),))),
         ops.Quote(T, "s", 1, 60, "4930", "eu"), ops.QuoteReply(Result.SUCCESS, 1_500, -3, 40, 60_000, "p", 2),
         records.VolumeCounter(T, "s", 7, 1_000, 2**40),
+        ops.TopUp(T, "s", "r3", 0, bucket=ops.BucketGrant(BucketUnit.SECONDS, 6_000, 1, 2, 3, (1, 2), ("49",))),
+        ops.BalanceReply(Result.SUCCESS, 1, 2, 3, 0, "EUR", (records.Bucket(
+            "B0-1", BucketUnit.MONEY, 5, 4, 1, 0, 0, 10, (), ("4930",), 7),)),
         ops.PutTariff(TariffPlan(
             "rich", (Rate(1, Unit.SECONDS, 0, 0, 0, destination_prefix="49", time_band="peak", connect_fee_micros=5,
                           tiers=(Tier(0, 10, 60, 60), Tier(60, 10, 60, 1)), maximum_cost_micros=9,
@@ -244,7 +248,8 @@ def test_every_operation_and_reply_crosses_the_ray_boundary_intact():
     items = _every_carried_kind()
     # Inside AccountReply, TariffPlan and the session records above.
     nested = {ops.ReservationView, Rate, ops.UnitUsage, ops.UnitInformation, ops.UpdateSession, ops.SessionReply,
-              PolicyCounter, CounterThreshold, ops.CounterStatusView, Control, Tier, TimeBand}
+              PolicyCounter, CounterThreshold, ops.CounterStatusView, Control, Tier, TimeBand, records.Bucket,
+              ops.BucketGrant}
     assert {type(item) for item in items} >= set(codec.TYPE_CODES) - nested
     assert codec.unpack_batch(codec.pack_batch(items)) == items
 

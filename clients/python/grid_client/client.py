@@ -155,11 +155,13 @@ class _Requests:
     """Builds each call's request; shared by both clients."""
 
     @staticmethod
-    def create_account(subscriber_id, currency, tariff_plan_id, credit_limit_micros=0, request_id=None):
+    def create_account(subscriber_id, currency, tariff_plan_id, credit_limit_micros=0, request_id=None,
+                       buckets=()):
         request_id = request_id or new_request_id()
         request = pb.CreateAccountRequest(
             request_id=request_id, subscriber_id=subscriber_id, currency=currency,
             credit_limit_micros=credit_limit_micros, tariff_plan_id=tariff_plan_id,
+            buckets=[b if isinstance(b, pb.BucketGrant) else pb.BucketGrant(**b) for b in buckets],
         )
         return _Call("account", "CreateAccount", request, subscriber_id, request_id)
 
@@ -170,9 +172,12 @@ class _Requests:
         return _Call("account", "SetAccountState", request, subscriber_id, request_id)
 
     @staticmethod
-    def top_up(subscriber_id, amount_micros, request_id=None):
+    def top_up(subscriber_id, amount_micros, request_id=None, bucket=None):
+        """bucket: a BucketGrant message or a dict of its fields (amount_micros then 0)."""
         request_id = request_id or new_request_id()
         request = pb.TopUpRequest(request_id=request_id, subscriber_id=subscriber_id, amount_micros=amount_micros)
+        if bucket is not None:
+            request.bucket.CopyFrom(bucket if isinstance(bucket, pb.BucketGrant) else pb.BucketGrant(**bucket))
         return _Call("charging", "TopUp", request, subscriber_id, request_id)
 
     @staticmethod

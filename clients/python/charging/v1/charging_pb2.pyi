@@ -84,6 +84,14 @@ class NotificationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCOUNT_REACTIVATED: _ClassVar[NotificationReason]
     CONTROL_FIRED: _ClassVar[NotificationReason]
 
+class BucketUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUCKET_UNIT_UNSPECIFIED: _ClassVar[BucketUnit]
+    BUCKET_MONEY: _ClassVar[BucketUnit]
+    BUCKET_SECONDS: _ClassVar[BucketUnit]
+    BUCKET_BYTES: _ClassVar[BucketUnit]
+    BUCKET_EVENTS: _ClassVar[BucketUnit]
+
 class Rounding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ROUNDING_UNSPECIFIED: _ClassVar[Rounding]
@@ -147,6 +155,7 @@ class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOURNAL_SUBSCRIBED: _ClassVar[JournalKind]
     JOURNAL_UNSUBSCRIBED: _ClassVar[JournalKind]
     JOURNAL_CONTROL_HIT: _ClassVar[JournalKind]
+    JOURNAL_BUCKET_ADDED: _ClassVar[JournalKind]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -199,6 +208,11 @@ ACCOUNT_SUSPENDED: NotificationReason
 ACCOUNT_CLOSED: NotificationReason
 ACCOUNT_REACTIVATED: NotificationReason
 CONTROL_FIRED: NotificationReason
+BUCKET_UNIT_UNSPECIFIED: BucketUnit
+BUCKET_MONEY: BucketUnit
+BUCKET_SECONDS: BucketUnit
+BUCKET_BYTES: BucketUnit
+BUCKET_EVENTS: BucketUnit
 ROUNDING_UNSPECIFIED: Rounding
 ROUNDING_UP: Rounding
 ROUNDING_HALF_EVEN: Rounding
@@ -242,6 +256,7 @@ JOURNAL_POLICY_STATUS: JournalKind
 JOURNAL_SUBSCRIBED: JournalKind
 JOURNAL_UNSUBSCRIBED: JournalKind
 JOURNAL_CONTROL_HIT: JournalKind
+JOURNAL_BUCKET_ADDED: JournalKind
 
 class QuoteRequest(_message.Message):
     __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms")
@@ -350,7 +365,7 @@ class FinalUnitIndication(_message.Message):
     def __init__(self, final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
 
 class MultipleUnitInformation(_message.Message):
-    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros", "tariff_time_change_ms")
+    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros", "tariff_time_change_ms", "bucket_micros", "bucket_units")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +383,8 @@ class MultipleUnitInformation(_message.Message):
     ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
     RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
     TARIFF_TIME_CHANGE_MS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     result: Result
     granted_units: int
@@ -385,7 +402,9 @@ class MultipleUnitInformation(_message.Message):
     rounding_residue_picos: int
     released_micros: int
     tariff_time_change_ms: int
-    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ...) -> None: ...
+    bucket_micros: int
+    bucket_units: int
+    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., bucket_micros: _Optional[int] = ..., bucket_units: _Optional[int] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
     __slots__ = ("result", "session_id", "invocation_sequence_number", "multiple_unit_information", "session_state", "supervision_time_s", "replayed", "trace_id")
@@ -488,7 +507,7 @@ class ReserveRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
-    __slots__ = ("result", "reservation_id", "granted_units", "final_unit_indication", "validity_time_s", "replayed", "trace_id", "held_micros", "tariff_time_change_ms", "tariff_version")
+    __slots__ = ("result", "reservation_id", "granted_units", "final_unit_indication", "validity_time_s", "replayed", "trace_id", "held_micros", "tariff_time_change_ms", "tariff_version", "bucket_units", "bucket_micros")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
@@ -499,6 +518,8 @@ class ReserveResponse(_message.Message):
     HELD_MICROS_FIELD_NUMBER: _ClassVar[int]
     TARIFF_TIME_CHANGE_MS_FIELD_NUMBER: _ClassVar[int]
     TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
     result: Result
     reservation_id: str
     granted_units: int
@@ -509,7 +530,9 @@ class ReserveResponse(_message.Message):
     held_micros: int
     tariff_time_change_ms: int
     tariff_version: int
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., reservation_id: _Optional[str] = ..., granted_units: _Optional[int] = ..., final_unit_indication: _Optional[bool] = ..., validity_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., tariff_version: _Optional[int] = ...) -> None: ...
+    bucket_units: int
+    bucket_micros: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., reservation_id: _Optional[str] = ..., granted_units: _Optional[int] = ..., final_unit_indication: _Optional[bool] = ..., validity_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., tariff_version: _Optional[int] = ..., bucket_units: _Optional[int] = ..., bucket_micros: _Optional[int] = ...) -> None: ...
 
 class DebitRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "reservation_id", "rating_group", "used_units", "final", "destination", "roaming_zone", "usage_started_at_ms")
@@ -534,7 +557,7 @@ class DebitRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., final: _Optional[bool] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., usage_started_at_ms: _Optional[int] = ...) -> None: ...
 
 class DebitResponse(_message.Message):
-    __slots__ = ("result", "charge_id", "charged_micros", "replayed", "trace_id", "overage", "overage_micros", "late", "released_micros", "rounding_residue_picos", "tariff_version")
+    __slots__ = ("result", "charge_id", "charged_micros", "replayed", "trace_id", "overage", "overage_micros", "late", "released_micros", "rounding_residue_picos", "tariff_version", "bucket_micros", "bucket_units")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
     CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -546,6 +569,8 @@ class DebitResponse(_message.Message):
     RELEASED_MICROS_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
     TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
     result: Result
     charge_id: str
     charged_micros: int
@@ -557,7 +582,9 @@ class DebitResponse(_message.Message):
     released_micros: int
     rounding_residue_picos: int
     tariff_version: int
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., overage: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., late: _Optional[bool] = ..., released_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_version: _Optional[int] = ...) -> None: ...
+    bucket_micros: int
+    bucket_units: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., overage: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., late: _Optional[bool] = ..., released_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_version: _Optional[int] = ..., bucket_micros: _Optional[int] = ..., bucket_units: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "reservation_id")
@@ -608,26 +635,72 @@ class RefundResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., refunded_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., refundable_micros: _Optional[int] = ...) -> None: ...
 
 class TopUpRequest(_message.Message):
-    __slots__ = ("request_id", "subscriber_id", "amount_micros")
+    __slots__ = ("request_id", "subscriber_id", "amount_micros", "bucket")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     subscriber_id: str
     amount_micros: int
-    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., amount_micros: _Optional[int] = ...) -> None: ...
+    bucket: BucketGrant
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., amount_micros: _Optional[int] = ..., bucket: _Optional[_Union[BucketGrant, _Mapping]] = ...) -> None: ...
 
 class TopUpResponse(_message.Message):
-    __slots__ = ("result", "balance_micros", "replayed", "trace_id")
+    __slots__ = ("result", "balance_micros", "replayed", "trace_id", "bucket_id")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     BALANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_ID_FIELD_NUMBER: _ClassVar[int]
     result: Result
     balance_micros: int
     replayed: bool
     trace_id: str
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., balance_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    bucket_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., balance_micros: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., bucket_id: _Optional[str] = ...) -> None: ...
+
+class BucketGrant(_message.Message):
+    __slots__ = ("unit", "amount", "valid_from_ms", "valid_until_ms", "weight", "rating_groups", "destination_prefixes")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    unit: BucketUnit
+    amount: int
+    valid_from_ms: int
+    valid_until_ms: int
+    weight: int
+    rating_groups: _containers.RepeatedScalarFieldContainer[int]
+    destination_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unit: _Optional[_Union[BucketUnit, str]] = ..., amount: _Optional[int] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., weight: _Optional[int] = ..., rating_groups: _Optional[_Iterable[int]] = ..., destination_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Bucket(_message.Message):
+    __slots__ = ("bucket_id", "unit", "initial", "remaining", "reserved", "valid_from_ms", "valid_until_ms", "weight", "rating_groups", "destination_prefixes")
+    BUCKET_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    RATING_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    bucket_id: str
+    unit: BucketUnit
+    initial: int
+    remaining: int
+    reserved: int
+    valid_from_ms: int
+    valid_until_ms: int
+    weight: int
+    rating_groups: _containers.RepeatedScalarFieldContainer[int]
+    destination_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, bucket_id: _Optional[str] = ..., unit: _Optional[_Union[BucketUnit, str]] = ..., initial: _Optional[int] = ..., remaining: _Optional[int] = ..., reserved: _Optional[int] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., weight: _Optional[int] = ..., rating_groups: _Optional[_Iterable[int]] = ..., destination_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("subscriber_id",)
@@ -636,20 +709,22 @@ class GetBalanceRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
 
 class GetBalanceResponse(_message.Message):
-    __slots__ = ("balance_micros", "reserved_micros", "available_micros", "currency", "result", "credit_limit_micros")
+    __slots__ = ("balance_micros", "reserved_micros", "available_micros", "currency", "result", "credit_limit_micros", "buckets")
     BALANCE_MICROS_FIELD_NUMBER: _ClassVar[int]
     RESERVED_MICROS_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_MICROS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     balance_micros: int
     reserved_micros: int
     available_micros: int
     currency: str
     result: Result
     credit_limit_micros: int
-    def __init__(self, balance_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., available_micros: _Optional[int] = ..., currency: _Optional[str] = ..., result: _Optional[_Union[Result, str]] = ..., credit_limit_micros: _Optional[int] = ...) -> None: ...
+    buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
+    def __init__(self, balance_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., available_micros: _Optional[int] = ..., currency: _Optional[str] = ..., result: _Optional[_Union[Result, str]] = ..., credit_limit_micros: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
 
 class GetTransactionRequest(_message.Message):
     __slots__ = ("subscriber_id", "request_id")
@@ -870,18 +945,20 @@ class GetBillingCycleResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., period_start_ms: _Optional[int] = ..., period_end_ms: _Optional[int] = ..., charged_micros: _Optional[int] = ..., refunded_micros: _Optional[int] = ..., net_micros: _Optional[int] = ..., usage: _Optional[_Iterable[_Union[RatingGroupUsage, _Mapping]]] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
-    __slots__ = ("request_id", "subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id")
+    __slots__ = ("request_id", "subscriber_id", "currency", "credit_limit_micros", "tariff_plan_id", "buckets")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
     TARIFF_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     subscriber_id: str
     currency: str
     credit_limit_micros: int
     tariff_plan_id: str
-    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., currency: _Optional[str] = ..., credit_limit_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ...) -> None: ...
+    buckets: _containers.RepeatedCompositeFieldContainer[BucketGrant]
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., currency: _Optional[str] = ..., credit_limit_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., buckets: _Optional[_Iterable[_Union[BucketGrant, _Mapping]]] = ...) -> None: ...
 
 class CreateAccountResponse(_message.Message):
     __slots__ = ("result", "replayed", "trace_id")
@@ -942,14 +1019,16 @@ class Account(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[AccountState, str]] = ..., credit_limit_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., balance_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., available_micros: _Optional[int] = ...) -> None: ...
 
 class GetAccountResponse(_message.Message):
-    __slots__ = ("result", "account", "reservations")
+    __slots__ = ("result", "account", "reservations", "buckets")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     result: Result
     account: Account
     reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ...) -> None: ...
+    buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
 
 class SetAccountStateRequest(_message.Message):
     __slots__ = ("request_id", "subscriber_id", "state")
