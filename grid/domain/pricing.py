@@ -83,7 +83,8 @@ class PlanIndex:
             self._groups.setdefault((rate.rating_group, rate.time_band, rate.roaming_zone), _Prefixes()).add(rate)
         for prefixes in self._groups.values():
             prefixes.freeze()
-        self.rating_groups = frozenset(rate.rating_group for rate in plan.rates)
+        # Every rate of a group has the same unit (validated).
+        self.units = {rate.rating_group: rate.unit for rate in plan.rates}
         self.timed = bool(plan.time_bands)
         # Minutes of the day where some band starts or ends: the only places a band can change.
         self._edges = sorted({0, *(b.from_minute for b in plan.time_bands), *(b.to_minute % 1440 for b in plan.time_bands)})

@@ -13,7 +13,7 @@ import dataclasses
 from fractions import Fraction
 
 from grid.domain import pricing, rating
-from grid.domain.outcomes import CounterPeriod
+from grid.domain.outcomes import CounterPeriod, Unit
 from grid.domain.policy_counters import period_bounds
 from grid.domain.records import Account, Reservation, VolumeCounter
 
@@ -90,6 +90,11 @@ class RatingRules:
                                   at_ms if anchor_ms is None else anchor_ms)
         except pricing.RatingError:
             return None
+
+    def _unit_of(self, account: Account, rating_group: int, at_ms: int) -> Unit | None:
+        """The unit of a rating group in the plan in force (whatever the time band)."""
+        plan = self._plan_in_force((account.tenant, account.tariff_plan_id), at_ms)
+        return None if plan is None else self._index_of(plan).units.get(rating_group)
 
     def _hold_pricer(self, account: Account, reservation: Reservation, now_ms: int) -> pricing.Pricer | None:
         """The pricer a hold was granted with (its version, if still held)."""

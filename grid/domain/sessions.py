@@ -199,8 +199,7 @@ class SessionRules:
                             anchor_ms=anchor_ms)
 
     def _is_seconds(self, account: Account, usage: ops.UnitUsage, now_ms: int) -> bool:
-        pricer = self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms)
-        return pricer is not None and pricer.unit == Unit.SECONDS
+        return self._unit_of(account, usage.rating_group, now_ms) == Unit.SECONDS
 
     def _group_progress(self, session: Session | None, pricer: pricing.Pricer, usage: ops.UnitUsage,
                         now_ms: int) -> Progress:

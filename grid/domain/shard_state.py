@@ -566,11 +566,13 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
     def _direct_pricer(self, op: ops.Debit, account: Account, rating_group: int, now_ms: int):
         """The pricer of a direct debit and when its usage began: as given, else
         seconds of usage ended now, other units happened now."""
-        start_ms = min(op.usage_started_at_ms, now_ms) if op.usage_started_at_ms else now_ms
-        pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms)
-        if pricer is not None and not op.usage_started_at_ms and pricer.unit == Unit.SECONDS and op.used_units:
+        if op.usage_started_at_ms:
+            start_ms = min(op.usage_started_at_ms, now_ms)
+        elif self._unit_of(account, rating_group, now_ms) == Unit.SECONDS:
             start_ms = now_ms - op.used_units * 1000
-            pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms)
+        else:
+            start_ms = now_ms
+        pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms)
         return pricer, start_ms
 
     def _charge_late(self, op: ops.Debit, rating_group: int, account: Account, now_ms: int,
@@ -717,8 +719,10 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         """A new version when the content (or the requested effective time)
         differs from the latest; effective now unless a time is given."""
         current = self.tariffs.get(op.plan.key)
-        if current is not None and current.content == op.plan.content and op.plan.effective_from_ms in (
-                0, current.effective_from_ms):
+        # The same content at the same time is a retry; "now" (0) matches a version already in force.
+        if current is not None and current.content == op.plan.content and (
+                op.plan.effective_from_ms == current.effective_from_ms if op.plan.effective_from_ms
+                else current.effective_from_ms <= now_ms):
             return ops.PutTariffReply(Result.SUCCESS, version=current.version)
         plan = dataclasses.replace(op.plan, version=(current.version if current else 0) + 1,
                                    effective_from_ms=op.plan.effective_from_ms or now_ms)
@@ -756,15 +760,23 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         pricer = self._pricer(account, op.rating_group, op.destination, op.roaming_zone, at_ms)
         if pricer is None:
             return ops.QuoteReply(Result.RATING_FAILED)
-        rated = self._rate_more(account, pricer, Progress.start(at_ms), op.used_units, at_ms, at_ms)
-        available = account.available_micros(self.reserved_at(account, now_ms))
+        # Unit buckets cover what they can; the rest is priced, and paid by monetary buckets first.
+        unit_draws = self._unit_draws(account, pricer.unit, op.rating_group, op.destination, op.used_units, at_ms)
+        covered = sum(amount for _, amount in unit_draws)
+        rated = self._rate_more(account, pricer, Progress.start(at_ms), op.used_units - covered, at_ms, at_ms)
+        available = (account.available_micros(self.reserved_at(account, now_ms))
+                     + self._bucket_money(account, op.rating_group, op.destination, at_ms))
+        spare_units = sum(amount for _, amount in self._unit_draws(
+            account, pricer.unit, op.rating_group, op.destination, self.limits.usage_max_units, at_ms))
         # Priced at the rate in force at at_ms throughout: fast, and what a user is told.
-        affordable = pricer.affordable(0, Fraction(0), available, self.limits.usage_max_units, at_ms, at_ms,
-                                       self._volume_units(account, pricer, now_ms), dearest=(pricer.anchor,))
+        affordable = spare_units + pricer.affordable(
+            0, Fraction(0), available, self.limits.usage_max_units, at_ms, at_ms,
+            self._volume_units(account, pricer, now_ms), dearest=(pricer.anchor,))
         plan, rate = pricer.index.plan, pricer.anchor
         return ops.QuoteReply(
             Result.SUCCESS, cost_micros=rated.charged_micros, rounding_residue_picos=rated.rounding_residue_picos,
-            affordable_units=affordable, available_micros=available, tariff_plan_id=plan.tariff_plan_id,
+            affordable_units=min(affordable, self.limits.usage_max_units), available_micros=available,
+            tariff_plan_id=plan.tariff_plan_id,
             tariff_version=plan.version, destination_prefix=rate.destination_prefix, time_band=rate.time_band,
             roaming_zone=rate.roaming_zone, currency=account.currency,
         )
