@@ -39,8 +39,9 @@ class GridConfig:
     # Seconds in-flight calls get to finish on SIGTERM / Ctrl-C.
     shutdown_grace_s: float = 10.0
     # Bytes of the largest request message accepted: a catalog of 100,000 rates
-    # (tens of thousands of destination prefixes) fits in one PutTariff.
-    message_bytes_max: int = 16 << 20
+    # (50,000 destination prefixes at peak and off-peak, with tiers: 4.3 MiB)
+    # fits in one PutTariff.
+    message_bytes_max: int = 8 << 20
     # Concurrent operations one Charge stream may have in flight.
     stream_operations_max: int = 10_000
     # WatchNotifications streams one front door serves at once.

@@ -13,6 +13,8 @@ import grpc
 import pytest
 from charging.v1 import charging_pb2 as pb
 
+from grid.config import GridConfig
+
 from e2e_support import FUNDS, SMS, SMS_MICROS, VOICE, VOICE_MICROS_PER_S, new_id, without_replayed
 from grid_client import (
     AsyncChargingClient,
@@ -309,7 +311,7 @@ def test_a_message_over_the_size_limit_fails_at_once_and_is_not_called_overload(
     once = client._once
     monkeypatch.setattr(client, "_once", lambda call: attempts.append(call.method) or once(call))
     with pytest.raises(grid_client.GridError) as raised:
-        client.top_up("x" * (2 << 20), 5)
+        client.top_up("x" * (GridConfig().message_bytes_max + (1 << 20)), 5)
     assert not isinstance(raised.value, grid_client.Overloaded)
     assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert attempts == ["TopUp"], "a hopeless call was retried (or settled through GetTransaction)"
