@@ -533,6 +533,27 @@ def cmd_watch(args) -> int:
     return 0
 
 
+def _parse_bucket(text: str) -> dict:
+    """UNIT,AMOUNT[,WEIGHT[,UNTIL[,RG+RG[,PREFIX+PREFIX]]]] -> BucketGrant fields."""
+    parts = text.split(",")
+    units = {"money": 1, "seconds": 2, "bytes": 3, "events": 4}
+    if len(parts) < 2 or parts[0].lower() not in units:
+        raise argparse.ArgumentTypeError("UNIT,AMOUNT with UNIT one of money, seconds, bytes, events")
+    try:
+        bucket = {"unit": units[parts[0].lower()], "amount": int(parts[1])}
+        if len(parts) > 2 and parts[2]:
+            bucket["weight"] = int(parts[2])
+        if len(parts) > 3 and parts[3]:
+            bucket["valid_until_ms"] = _parse_time_ms(parts[3])
+        if len(parts) > 4 and parts[4]:
+            bucket["rating_groups"] = [int(group) for group in parts[4].split("+")]
+        if len(parts) > 5 and parts[5]:
+            bucket["destination_prefixes"] = parts[5].split("+")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"bad bucket {text!r}: {error}") from None
+    return bucket
+
+
 def _add_client_command(commands, name, help_text, call, arguments=(), *, request_id=True):
     parser = commands.add_parser(name, help=help_text)
     for flags, options in arguments:
@@ -677,21 +698,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_client_command(
-        commands, "topup", "add money", lambda c, a: c.top_up(a.subscriber, a.amount_micros, request_id=a.request_id),
-        [(("subscriber",), {}), (("amount_micros",), {"type": int})],
+        commands, "topup", "add money, or a bucket (--bucket)",
+        lambda c, a: c.top_up(a.subscriber, a.amount_micros, request_id=a.request_id, bucket=a.bucket),
+        [(("subscriber",), {}), (("amount_micros",), {"type": int, "nargs": "?", "default": 0}),
+         (("--bucket",), {"type": _parse_bucket, "default": None,
+                          "help": "UNIT,AMOUNT[,WEIGHT[,UNTIL[,RG+RG[,PREFIX+PREFIX]]]], UNIT one of money "
+                                  "(AMOUNT in micros), seconds, bytes, events; UNTIL an ISO instant or ms"})],
     )
     _add_client_command(
         commands, "reserve", "hold money for units of a rating group",
-        lambda c, a: c.reserve(a.subscriber, a.session, a.rating_group, a.units, request_id=a.request_id),
+        lambda c, a: c.reserve(a.subscriber, a.session, a.rating_group, a.units, request_id=a.request_id,
+                               destination=a.destination, roaming_zone=a.zone),
         [(("subscriber",), {}), (("rating_group",), {"type": int}), (("units",), {"type": int}),
-         (("--session",), {"default": "cli"})],
+         (("--session",), {"default": "cli"}), (("--destination",), {"default": "", "help": "E.164 digits"}),
+         (("--zone",), {"default": "", "help": "roaming zone"})],
+    )
+    _add_client_command(
+        commands, "quote", "advice of charge: what usage would cost and the units the balance buys",
+        lambda c, a: c.quote(a.subscriber, a.rating_group, a.units, destination=a.destination, roaming_zone=a.zone,
+                             at_ms=a.at_ms),
+        [(("subscriber",), {}), (("rating_group",), {"type": int}), (("units",), {"type": int, "nargs": "?",
+                                                                                  "default": 0}),
+         (("--destination",), {"default": ""}), (("--zone",), {"default": ""}),
+         (("--at",), {"dest": "at_ms", "type": _parse_time_ms, "default": 0, "help": "when (default: now)"})],
+        request_id=False,
     )
     _add_client_command(
         commands, "debit", "charge used units (against a reservation, or directly)",
         lambda c, a: c.debit(a.subscriber, a.units, reservation_id=a.reservation, rating_group=a.rating_group,
-                             final=a.final, request_id=a.request_id),
+                             final=a.final, request_id=a.request_id, destination=a.destination, roaming_zone=a.zone,
+                             usage_started_at_ms=a.started_ms),
         [(("subscriber",), {}), (("units",), {"type": int}), (("--reservation",), {"default": ""}),
-         (("--rating-group",), {"type": int, "default": 0}), (("--final",), {"action": "store_true"})],
+         (("--rating-group",), {"type": int, "default": 0}), (("--final",), {"action": "store_true"}),
+         (("--destination",), {"default": "", "help": "direct debits: E.164 digits"}),
+         (("--zone",), {"default": "", "help": "direct debits: roaming zone"}),
+         (("--started",), {"dest": "started_ms", "type": _parse_time_ms, "default": 0,
+                           "help": "direct debits: when the usage began (default: it ended now)"})],
     )
     _add_client_command(
         commands, "release", "return a hold",

@@ -33,6 +33,7 @@ _ANY = ""
 # Band changes are looked for this far ahead at most: usage longer than this
 # is priced at the band in force when the search stopped.
 _BAND_SEARCH_DAYS_MAX = 400
+_EDGE_CACHE_DAYS_MAX = 4096
 
 
 class RatingError(Exception):
@@ -71,6 +72,18 @@ class _Prefixes:
         return None
 
 
+def _match_either(first: _Prefixes, second: _Prefixes, destination: str) -> Rate | None:
+    """The longest prefix either holds; at equal length, first's rate."""
+    size = len(destination)
+    for length in sorted(set(first.lengths) | set(second.lengths), reverse=True):
+        if length <= size:
+            key = destination[:length]
+            rate = first.by_prefix.get(key) or second.by_prefix.get(key)
+            if rate is not None:
+                return rate
+    return None
+
+
 class PlanIndex:
     """One plan version made fast to rate against."""
 
@@ -88,19 +101,25 @@ class PlanIndex:
         self.timed = bool(plan.time_bands)
         # Minutes of the day where some band starts or ends: the only places a band can change.
         self._edges = sorted({0, *(b.from_minute for b in plan.time_bands), *(b.to_minute % 1440 for b in plan.time_bands)})
+        self._edge_cache: dict[datetime.date, tuple[tuple[int, str], ...]] = {}
 
     # ------------------------------------------------------------ selection
 
     def select(self, rating_group: int, destination: str, roaming_zone: str, band: str) -> Rate | None:
-        """The most specific rate: the zone's before any zone's, the band's before
-        any time's, then the longest destination prefix."""
+        """The most specific rate: the zone's before any zone's; within a zone the
+        longest destination prefix; for that prefix the band's rate before the
+        any-time one (Berlin numbers priced at any time beat national at peak)."""
         for zone in ((roaming_zone, _ANY) if roaming_zone else (_ANY,)):
-            for each_band in ((band, _ANY) if band else (_ANY,)):
-                prefixes = self._groups.get((rating_group, each_band, zone))
-                if prefixes is not None:
-                    rate = prefixes.match(destination)
-                    if rate is not None:
-                        return rate
+            timed = self._groups.get((rating_group, band, zone)) if band else None
+            untimed = self._groups.get((rating_group, _ANY, zone))
+            if timed is None and untimed is None:
+                continue
+            if timed is None or untimed is None:
+                rate = (timed or untimed).match(destination)
+            else:
+                rate = _match_either(timed, untimed, destination)
+            if rate is not None:
+                return rate
         return None
 
     def band_at(self, at_ms: int) -> str:
@@ -117,6 +136,21 @@ class PlanIndex:
                 return band.name
         return _ANY
 
+    def _day_edges(self, day: datetime.date) -> tuple[tuple[int, str], ...]:
+        """(instant, band from then on) at each edge minute of a local day (cached:
+        calls crossing a band change are common, and each day is asked often)."""
+        edges = self._edge_cache.get(day)
+        if edges is None:
+            if len(self._edge_cache) >= _EDGE_CACHE_DAYS_MAX:
+                self._edge_cache.clear()
+            out = []
+            for minute in self._edges:
+                local = datetime.datetime.combine(day, datetime.time(minute // 60, minute % 60), self.zone)
+                at_ms = int(local.timestamp() * 1000)
+                out.append((at_ms, self._band_of(datetime.datetime.fromtimestamp(at_ms / 1000, self.zone))))
+            edges = self._edge_cache[day] = tuple(out)
+        return edges
+
     def band_changes(self, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
         """(instant, band from then on) for each change of band in (start, end)."""
         if not self.timed or end_ms <= start_ms:
@@ -125,14 +159,11 @@ class PlanIndex:
         current = self.band_at(start_ms)
         day = datetime.datetime.fromtimestamp(start_ms / 1000, self.zone).date()
         for _ in range(_BAND_SEARCH_DAYS_MAX):
-            for minute in self._edges:
-                local = datetime.datetime.combine(day, datetime.time(minute // 60, minute % 60), self.zone)
-                at_ms = int(local.timestamp() * 1000)
+            for at_ms, band in self._day_edges(day):
                 if at_ms <= start_ms:
                     continue
                 if at_ms >= end_ms:
                     return changes
-                band = self._band_of(datetime.datetime.fromtimestamp(at_ms / 1000, self.zone))
                 if band != current:
                     changes.append((at_ms, band))
                     current = band
@@ -174,6 +205,17 @@ def round_micros(exact: Fraction, rule: Rounding) -> int:
     return math.ceil(exact)
 
 
+def _round_ratio(numerator: int, denominator: int, rule: Rounding) -> int:
+    """round_micros(numerator / denominator) in integers."""
+    quotient, remainder = divmod(numerator, denominator)
+    if not remainder or rule == Rounding.ROUNDING_DOWN:
+        return quotient
+    if rule == Rounding.ROUNDING_HALF_EVEN:
+        twice = 2 * remainder
+        return quotient + (twice > denominator or (twice == denominator and quotient % 2 == 1))
+    return quotient + 1
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rated:
     """A charge: what is taken, exactly what the usage was worth, and where the
@@ -213,6 +255,8 @@ class Pricer:
         self.volume = anchor.volume_period != CounterPeriod.COUNTER_PERIOD_UNSPECIFIED
         self.seconds = anchor.unit == Unit.SECONDS and not self.volume and index.timed
         self._tiers = anchor.effective_tiers
+        # One price, no fee, caps, bands or volume: integers, no Fractions but the result.
+        self._simple = anchor.simple and not index.timed
 
     @property
     def unit(self) -> Unit:
@@ -292,6 +336,8 @@ class Pricer:
         axis = period_units if self.volume else used_units
         first = billed_end(self._tiers, axis)
         end = billed_end(self._tiers, axis + more_units)
+        if self._simple and not dearest:
+            return self._charge_simple(first, end, exact_before)
         exact_after = exact_before + self.exact(first, end, start_ms, at_ms, axis, dearest)
         before = self.total(exact_before, used_units)
         after = self.total(exact_after, used_units + more_units)
@@ -299,6 +345,17 @@ class Pricer:
         residue = (math.floor((charged_after - after) * PICOS_PER_MICRO)
                    - math.floor((charged_before - before) * PICOS_PER_MICRO))
         return Rated(charged_after - charged_before, residue, exact_after, self.anchor)
+
+    def _charge_simple(self, first: int, end: int, exact_before: Fraction) -> Rated:
+        """charge() for a one-price rate in integers: the exact cost of [0, b) is
+        b * price / rate_units, so each side is rounded from an integer fraction."""
+        price, per = self.anchor.price_micros, self.anchor.rate_units
+        before, after = first * price, end * price
+        charged_before, charged_after = _round_ratio(before, per, self.rounding), _round_ratio(after, per, self.rounding)
+        residue = ((charged_after * per - after) * PICOS_PER_MICRO // per
+                   - (charged_before * per - before) * PICOS_PER_MICRO // per)
+        return Rated(charged_after - charged_before, residue, exact_before + Fraction(after - before, per),
+                     self.anchor)
 
     def affordable(self, used_units: int, exact_before: Fraction, available_micros: int, cap_units: int,
                    start_ms: int, at_ms: int, period_units: int = 0, dearest: tuple[Rate, ...] = ()) -> int:

@@ -333,10 +333,10 @@ TABLE = [
     row("holiday", "bands", VOICE, 60, berlin("2025-01-01 10:00:00"), 6_000),  # a Wednesday, but day 8: 60 x 100
     row("holiday-in-plan-zone", "bands", VOICE, 60, berlin("2025-01-01 00:30:00"),
         6_000),  # 00:30 Jan 1 in Berlin (still Dec 31 in UTC): holiday 60 x 100
-    row("band-before-prefix-off-peak", "bands", VOICE, 60, berlin("2025-01-15 20:00:00"), 3_000,
+    row("prefix-off-peak", "bands", VOICE, 60, berlin("2025-01-15 20:00:00"), 3_000,
         destination="4930"),  # no band: the any-time 49 rate, 60 x 50
-    row("band-before-prefix-peak", "bands", VOICE, 60, WED_10, 65_000,
-        destination="4930"),  # peak band's "" rate before the any-time 49 rate: 5_000 + 60 x 1_000
+    row("prefix-before-band-peak", "bands", VOICE, 60, WED_10, 3_000,
+        destination="4930"),  # the longer prefix 49 (any time) before peak's "" rate: 60 x 50
     row("zone-before-band", "bands", VOICE, 60, WED_10, 90_000, zone="EU"),  # EU any-time rate before peak: 60 x 1_500
     row("unknown-zone-uses-bands", "bands", VOICE, 60, WED_10, 65_000, zone="US"),  # zone "" -> peak
     row("sms-peak", "bands", SMS, 1, berlin("2025-01-15 17:59:59"), 200),  # events at now's band: peak 200
