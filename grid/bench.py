@@ -95,6 +95,22 @@ def run(seconds: float, concurrency: int, accounts: int, stream_operations: int,
                          how))
         rows.append(_row(f"shard back in service after a restart, s ({accounts:,} accounts)",
                          scale["restore_s_median"], "<= 20", scale["restore_s_median"] <= 20, how))
+    if wanted("rating"):
+        args = ["--iterations", "30000", "--seconds", str(max(seconds, 5)), "--no-profile", "--json"]
+        rated = reports["rating"] = _run("bench_rating.py", args)
+        how = "load_tests/bench_rating.py " + " ".join(args)
+        steps = rated["steps"]
+        rows.append(_row("rating: select a rate among 50,000 prefixes, us (p50 / p99)",
+                         f"{steps['select']['per_op_us']['p50']:.1f} / {steps['select']['per_op_us']['p99']:.1f}",
+                         "(reported)", None, how))
+        rows.append(_row("rating: select + price a call, us (p50 / p99)",
+                         f"{steps['price']['per_op_us']['p50']:.1f} / {steps['price']['per_op_us']['p99']:.1f}",
+                         "(reported)", None, how))
+        rows.append(_row("rating: a direct debit in the shard, us (p50 / p99)",
+                         f"{steps['debit']['per_op_us']['p50']:.1f} / {steps['debit']['per_op_us']['p99']:.1f}",
+                         "(reported)", None, how))
+        rows.append(_row("  50,000-prefix plan / one-price plan, shard debit", rated["ratios"]["debit_over_v1"],
+                         "(reported)", None, how))
     return {"rows": rows, "reports": reports}
 
 

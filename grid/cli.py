@@ -641,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=64)
     bench.add_argument("--accounts", type=int, default=1_000_000, help="idle accounts in the memory/restart step")
     bench.add_argument("--stream-operations", type=int, default=200_000)
-    bench.add_argument("--only", action="append", default=[], choices=["unary", "latency", "stream", "tracing", "scale"],
+    bench.add_argument("--only", action="append", default=[], choices=["unary", "latency", "stream", "tracing", "scale", "rating"],
                        help="run only these steps (repeatable)")
     bench.add_argument("--json", default="", help="write every figure and each benchmark's report here")
     bench.set_defaults(handler=cmd_bench)
