@@ -57,6 +57,22 @@ class RatingRules:
         if latest is None or plan.version >= latest.version:
             self.tariffs[plan.key] = plan
 
+    def prepare_indexes(self) -> int:
+        """Build the index of every plan's latest version now (rather than at its
+        first charge). Returns how many were built."""
+        built = 0
+        latest = set()
+        for versions in self.tariff_versions.values():
+            key = (versions[-1].tenant, versions[-1].tariff_plan_id, versions[-1].version)
+            latest.add(key)
+            if key not in self._plan_indexes:
+                self._index_of(versions[-1])
+                built += 1
+        if built:  # older versions' indexes are rebuilt if a grant still priced by one needs it
+            for key in [key for key in self._plan_indexes if key not in latest]:
+                del self._plan_indexes[key]
+        return built
+
     def _plan_in_force(self, key: tuple[str, str], at_ms: int, version: int = 0) -> rating.TariffPlan | None:
         """The version named, or the one in force at at_ms: the greatest
         (effective_from, version) that has started."""

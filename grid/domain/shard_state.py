@@ -883,6 +883,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         heapq.heapify(state._expiry_heap)
         state._restore_sessions()
         state._restore_counters()
+        state.prepare_indexes()
         state.check_invariants()
         return state
 

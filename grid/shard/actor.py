@@ -84,6 +84,11 @@ class ShardActor:
                 self.faults.after_commit()
             if traced:
                 self._record_spans(trace, spans, applied_at_ns, commit_started_ns, len(writes.puts))
+            if self.state.prepare_indexes():
+                # A new plan version: its index (tens of thousands of prefixes) lives until
+                # the next one; freezing it keeps full collections from rescanning it.
+                gc.collect()
+                gc.freeze()
             if now >= self._next_journal_prune_ms:
                 self._next_journal_prune_ms = now + JOURNAL_PRUNE_INTERVAL_MS
                 self.store.forget_journal_before(now - self.state.limits.charge_retention_s * 1000)
