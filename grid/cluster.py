@@ -81,10 +81,29 @@ def _actor_prefix(data_dir: pathlib.Path) -> str:
     return hashlib.blake2b(str(data_dir.resolve()).encode(), digest_size=6).hexdigest()
 
 
+def _shared_options(config: GridConfig) -> dict:
+    """On a joined cluster the grid's actors outlive any one front door (several
+    front doors share them; a front door restarting leaves them serving): they
+    are detached, and a front door attaches to them by name."""
+    if not config.ray_address:
+        return {}
+    return {"lifetime": "detached", "get_if_exists": True}
+
+
 def create_shards(config: GridConfig) -> list:
+    """The shard actors: created, or on a joined cluster found by name. With
+    config.shard_resource each needs one unit of that Ray resource, so shards
+    run only on the nodes meant for them; on a joined cluster they are spread
+    over those nodes. A shard whose node is lost is restarted by Ray on another
+    such node and reopens its data by path (DESIGN: node loss, README)."""
     remote_class = ray.remote(ShardActor)
     prefix = _actor_prefix(config.data_dir)
     otel_env = {key: value for key, value in os.environ.items() if key.startswith("OTEL_")}
+    placement = {}
+    if config.shard_resource:
+        placement["resources"] = {config.shard_resource: 1}
+    if config.ray_address:
+        placement["scheduling_strategy"] = "SPREAD"
     handles = [
         remote_class.options(
             name=f"grid-{prefix}-shard-{shard_id}",
@@ -94,6 +113,8 @@ def create_shards(config: GridConfig) -> list:
             num_cpus=0,
             # Exporter settings reach the shard processes even on a cluster Ray did not start here.
             **({"runtime_env": {"env_vars": otel_env}} if otel_env else {}),
+            **placement,
+            **_shared_options(config),
         ).remote(shard_id, str(config.data_dir.resolve()), config.limits, config.tracing)
         for shard_id in range(config.shards)
     ]
@@ -102,6 +123,48 @@ def create_shards(config: GridConfig) -> list:
     for info in infos:
         log.info("shard %(shard_id)d epoch %(epoch)d: %(accounts)d accounts", info)
     return handles
+
+
+def controller(config: GridConfig):
+    """The grid's controller actor (grid.controller): created, or found by name."""
+    from grid.controller import ControllerActor
+
+    return ray.remote(ControllerActor).options(
+        name=f"grid-{_actor_prefix(config.data_dir)}-controller", max_restarts=-1, max_task_retries=-1, num_cpus=0,
+        **({"lifetime": "detached", "get_if_exists": True} if config.ray_address else {}),
+    ).remote(config.slots, config.shards)
+
+
+async def shard_map(controller_handle):
+    from grid.routing import ShardMap
+
+    epoch, slots, shard_of_slot = await controller_handle.shard_map.remote()
+    return ShardMap(slots, tuple(shard_of_slot), epoch)
+
+
+def attached(config: GridConfig) -> bool:
+    """Whether this front door shares the grid's actors with others (a joined cluster)."""
+    return bool(config.ray_address)
+
+
+def stop_grid_actors(config: GridConfig) -> int:
+    """Close and stop a joined cluster's shards and controller (`grid cluster stop`).
+    Returns how many actors were stopped."""
+    prefix = _actor_prefix(config.data_dir)
+    stopped = 0
+    for shard_id in range(config.shards):
+        try:
+            handle = ray.get_actor(f"grid-{prefix}-shard-{shard_id}", namespace=NAMESPACE)
+        except ValueError:
+            continue
+        stop_shards([handle])
+        stopped += 1
+    try:
+        ray.kill(ray.get_actor(f"grid-{prefix}-controller", namespace=NAMESPACE), no_restart=True)
+        stopped += 1
+    except ValueError:
+        pass
+    return stopped
 
 
 def stop_shards(handles: list) -> None:

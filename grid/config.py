@@ -24,6 +24,12 @@ class GridConfig:
     slots: int = SLOTS_DEFAULT
     # Existing Ray cluster to join ("auto" or host:port); None starts a local one.
     ray_address: str | None = None
+    # A custom Ray resource each shard actor takes one of (e.g. "grid_shard", declared
+    # by the nodes meant for shards: `ray start --resources '{"grid_shard": 4}'`);
+    # empty: shards go anywhere. On a joined cluster shards are spread over nodes.
+    shard_resource: str = ""
+    # How often a front door asks the controller whether the shard map changed.
+    map_poll_interval_s: float = 2.0
     # Operations carried by one Ray call (bounded payloads and synced writes).
     batch_operations_max: int = 1024
     # Operations waiting per shard before callers get RESOURCE_EXHAUSTED.

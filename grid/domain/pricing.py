@@ -143,13 +143,33 @@ class PlanIndex:
         if edges is None:
             if len(self._edge_cache) >= _EDGE_CACHE_DAYS_MAX:
                 self._edge_cache.clear()
-            out = []
+            instants = set()
             for minute in self._edges:
-                local = datetime.datetime.combine(day, datetime.time(minute // 60, minute % 60), self.zone)
-                at_ms = int(local.timestamp() * 1000)
-                out.append((at_ms, self._band_of(datetime.datetime.fromtimestamp(at_ms / 1000, self.zone))))
-            edges = self._edge_cache[day] = tuple(out)
+                for fold in (0, 1):  # a fall-back hour holds each local minute twice
+                    local = datetime.datetime.combine(day, datetime.time(minute // 60, minute % 60, fold=fold),
+                                                      self.zone)
+                    instants.add(int(local.timestamp() * 1000))
+            instants.update(self._offset_changes(day))  # a daylight-saving jump can change the band too
+            edges = self._edge_cache[day] = tuple(
+                (at_ms, self._band_of(datetime.datetime.fromtimestamp(at_ms / 1000, self.zone)))
+                for at_ms in sorted(instants))
         return edges
+
+    def _offset_changes(self, day: datetime.date) -> list[int]:
+        """Instants (ms) in the local day where the zone's UTC offset changes."""
+        start = int(datetime.datetime.combine(day, datetime.time(0), self.zone).timestamp() * 1000)
+        end = start + 26 * 3_600_000
+        offset = lambda at_ms: datetime.datetime.fromtimestamp(at_ms / 1000, self.zone).utcoffset()
+        if offset(start) == offset(end):
+            return []
+        low, high = start, end  # offset(low) != offset(high): find the first instant of the new offset
+        while high - low > 1:
+            middle = (low + high) // 2
+            if offset(middle) == offset(low):
+                low = middle
+            else:
+                high = middle
+        return [high]
 
     def band_changes(self, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
         """(instant, band from then on) for each change of band in (start, end)."""

@@ -1,8 +1,8 @@
 """Rating inside the shard: plan versions, pricers, grants and volume counters.
 
 Part of the shard state machine (ShardState mixes this in). A plan keeps every
-version put; the one in force at an instant is the latest-effective one that
-has started. A grant records the version, destination and zone it was priced
+version put; the one in force at an instant is the latest version put whose
+effective instant has come. A grant records the version, destination and zone it was priced
 with, and where the usage stood (its "progress"), so its usage is charged by
 the same version and rate even after a new version takes effect, and a
 session's usage of a rating group is rated as one: the connect fee once, the
@@ -74,19 +74,18 @@ class RatingRules:
         return built
 
     def _plan_in_force(self, key: tuple[str, str], at_ms: int, version: int = 0) -> rating.TariffPlan | None:
-        """The version named, or the one in force at at_ms: the greatest
-        (effective_from, version) that has started."""
+        """The version named, or the one in force at at_ms: the latest version put
+        whose effective instant has come (a version is in force from its instant
+        until a later version starts; one put with a past instant starts at once)."""
         versions = self.tariff_versions.get(key, ())
         if version:
             for plan in versions:
                 if plan.version == version:
                     return plan
-        best = None
-        for plan in versions:
-            if plan.effective_from_ms <= at_ms and (
-                    best is None or (plan.effective_from_ms, plan.version) > (best.effective_from_ms, best.version)):
-                best = plan
-        return best
+        for plan in reversed(versions):  # ascending by version
+            if plan.effective_from_ms <= at_ms:
+                return plan
+        return None
 
     def _index_of(self, plan: rating.TariffPlan) -> pricing.PlanIndex:
         key = (plan.tenant, plan.tariff_plan_id, plan.version)

@@ -589,14 +589,21 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             progress = Progress.start(start_ms)
         if pricer is None:
             return self._debit_denied(op, Result.RATING_FAILED, now_ms, account)
-        cost = self._rate_more(account, pricer, progress, op.used_units, start_ms, now_ms)
+        # Buckets valid now pay first, as for any usage (the hold gave its part back when it expired).
+        destination = reservation.destination if reservation is not None else op.destination
+        unit_draws = self._unit_draws(account, pricer.unit, rating_group, destination, op.used_units, now_ms)
+        money_units = op.used_units - sum(amount for _, amount in unit_draws)
+        cost = self._rate_more(account, pricer, progress, money_units, start_ms, now_ms)
         if (rejection := self._too_costly(cost)) is not None:
             return rejection
-        if not self._balance_fits(account.balance_micros - cost.charged_micros):
+        money_draws = self._money_draws(account, rating_group, destination, cost.charged_micros, now_ms)
+        balance_part = cost.charged_micros - sum(amount for _, amount in money_draws)
+        if not self._balance_fits(account.balance_micros - balance_part):
             return self._debit_denied(op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account)
-        overage_micros = max(0, cost.charged_micros - max(0, account.available_micros()))
+        overage_micros = max(0, balance_part - max(0, account.available_micros()))
         return self._apply_charge(op, account, rating_group, cost, now_ms, pricer, late=True,
-                                  overage_micros=overage_micros)
+                                  overage_micros=overage_micros, unit_draws=unit_draws, money_draws=money_draws,
+                                  money_units=money_units)
 
     def _apply_charge(self, op, account, rating_group, cost, now_ms, pricer, *, late, overage_micros,
                       unit_draws=(), money_draws=(), money_units=None) -> ops.DebitReply:

@@ -33,6 +33,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _node_id() -> str:
+    """The Ray node this shard runs on (placement checks; empty outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # not in a Ray worker
+        return ""
+
+
 class ShardActor:
     def __init__(self, shard_id: int, data_dir: str, limits: CoreLimits,
                  policy: tracing.TracingPolicy = tracing.TracingPolicy()) -> None:
@@ -180,6 +190,7 @@ class ShardActor:
             "epoch": self.state.meta.epoch,
             "accounts": len(self.state.accounts),
             "pid": os.getpid(),
+            "node_id": _node_id(),
             "load_seconds": self.load_seconds,
             "holds_outstanding": sum(len(holds) for holds in self.state._active_holds.values()),
             "holds_expired": self.state.expired_total,
