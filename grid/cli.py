@@ -143,7 +143,8 @@ def _parse_unit(text: str) -> tuple[int, int, int]:
 def _config(args) -> GridConfig:
     return GridConfig(
         data_dir=pathlib.Path(args.data_dir), host=args.host, port=args.port, shards=args.shards,
-        ray_address=args.ray_address, batch_operations_max=args.batch_operations_max,
+        ray_address=args.ray_address, shard_resource=args.shard_resource,
+        batch_operations_max=args.batch_operations_max,
         batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
         sweep_interval_s=args.sweep_interval_s, snapshot_interval_s=args.snapshot_interval_s,
         snapshot_retention_count=args.snapshot_retention_count, metrics_port=args.metrics_port,
@@ -245,6 +246,18 @@ def cmd_client(args) -> int:
         except GridError as error:
             print(f"error: {error}" + (f" (field: {error.field})" if error.field else ""), file=sys.stderr)
             return 2
+    return 0
+
+
+def cmd_cluster_stop(args) -> int:
+    from grid import cluster
+
+    config = GridConfig(data_dir=pathlib.Path(args.data_dir), shards=args.shards, ray_address=args.ray_address)
+    cluster.start_ray(config)
+    try:
+        print(f"stopped {cluster.stop_grid_actors(config)} actors")
+    finally:
+        cluster.stop_ray()
     return 0
 
 
@@ -575,7 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--shards", type=int, default=2)
-    serve.add_argument("--ray-address", default=None, help="join an existing Ray cluster instead of starting one")
+    serve.add_argument("--ray-address", default=None, help="join an existing Ray cluster instead of starting one "
+                       "(several front doors may join one grid; its shards outlive them)")
+    serve.add_argument("--shard-resource", default="", help="a custom Ray resource each shard needs one of "
+                       "(e.g. grid_shard, declared by the nodes meant for shards)")
     defaults = GridConfig()
     serve.add_argument("--batch-operations-max", type=int, default=defaults.batch_operations_max,
                        help="operations carried by one Ray call to a shard")
@@ -649,6 +665,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="serve on a scratch directory, drive a small workload, print it")
     demo.add_argument("--data-dir", default=None, help="default: a temporary directory")
     demo.set_defaults(handler=cmd_demo)
+
+    grid_cluster = commands.add_parser("cluster", help="a grid on a joined Ray cluster").add_subparsers(
+        dest="cluster_command", required=True)
+    cluster_stop = grid_cluster.add_parser("stop", help="close and stop the grid's shards and controller (they "
+                                                        "outlive the front doors on a joined cluster)")
+    cluster_stop.add_argument("--ray-address", required=True)
+    cluster_stop.add_argument("--data-dir", default="grid-data")
+    cluster_stop.add_argument("--shards", type=int, default=2)
+    cluster_stop.set_defaults(handler=cmd_cluster_stop)
 
     catalog = commands.add_parser("catalog", help="tariff plans from a YAML or JSON file").add_subparsers(
         dest="catalog_command", required=True)

@@ -28,7 +28,6 @@ from grid.frontdoor.guard import Guard
 from grid.frontdoor.router import Router
 from grid.frontdoor.admin import AdminServicer
 from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer, SpendingLimitServicer
-from grid.routing import ShardMap
 from grid.storage import snapshots
 
 log = logging.getLogger("grid.server")
@@ -51,6 +50,8 @@ class Grid:
         self.tracing = tracing.Tracing("charging-grid")
         self.metrics = None
         self._metrics_task: asyncio.Task | None = None
+        self._map_task: asyncio.Task | None = None
+        self._controller = None
 
     async def start(self) -> int:
         config = self.config
@@ -79,7 +80,10 @@ class Grid:
         ]
         for batcher in batchers:
             batcher.start()
-        self._router = Router(ShardMap.even(config.slots, config.shards), batchers, config.limits, self.tracing)
+        # The shard map is the controller's: every front door of the grid routes by the same one.
+        self._controller = cluster.controller(config)
+        self._router = Router(await cluster.shard_map(self._controller), batchers, config.limits, self.tracing)
+        self._map_task = asyncio.get_running_loop().create_task(self._follow_map())
         self._router.guard = Guard(
             security.Authenticator(config.auth),
             security.RateLimiter(config.tenant_rate, config.subscriber_rate, config.auth.tenant_rates),
@@ -199,11 +203,28 @@ class Grid:
         assert self._router is not None
         return self._router
 
+    async def _follow_map(self) -> None:
+        """Pick up a new shard map (a new epoch) from the controller."""
+        while True:
+            await asyncio.sleep(self.config.map_poll_interval_s)
+            try:
+                latest = await cluster.shard_map(self._controller)
+            except Exception:  # the controller restarting: ask again next time
+                log.warning("the controller did not answer; routing by map epoch %d", self._router.shard_map.epoch)
+                continue
+            if latest.epoch != self._router.shard_map.epoch:
+                if latest.shards > len(self._router.batchers):
+                    log.error("shard map epoch %d names shard %d, which this front door does not know",
+                              latest.epoch, latest.shards - 1)
+                    continue
+                log.warning("shard map epoch %d -> %d", self._router.shard_map.epoch, latest.epoch)
+                self._router.shard_map = latest
+
     async def stop(self) -> None:
-        for task in (self._stats_task, self._snapshot_task, self._metrics_task):
+        for task in (self._stats_task, self._snapshot_task, self._metrics_task, self._map_task):
             if task is not None:
                 task.cancel()
-        self._stats_task = self._snapshot_task = self._metrics_task = None
+        self._stats_task = self._snapshot_task = self._metrics_task = self._map_task = None
         if self._server is not None:
             for name in SERVICE_NAMES + [""]:
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -213,9 +234,11 @@ class Grid:
         if self._router is not None:
             await self._router.close()
             self._router = None
-        if self._handles:
+        if self._handles and not cluster.attached(self.config):
             await asyncio.to_thread(cluster.stop_shards, self._handles)
-            self._handles = []
+        # On a joined cluster the shards and the controller serve other front doors
+        # and the next one: they stay (`grid cluster stop` ends them).
+        self._handles = []
         if self._owns_ray:
             cluster.stop_ray()
             self._owns_ray = False
