@@ -33,6 +33,9 @@ class ShardAudit:
     top_ups_micros: int = 0
     charges_micros: int = 0
     refunds_micros: int = 0
+    # Balances of accounts that moved in and out with their slots.
+    moved_in_micros: int = 0
+    moved_out_micros: int = 0
     balances_micros: int = 0
     held_micros: int = 0
     leakage: dict = dataclasses.field(default_factory=lambda: {
@@ -111,11 +114,17 @@ def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAu
                 report.charges_micros += record.amount_micros
             elif record.kind == JournalKind.REFUND:
                 report.refunds_micros += record.amount_micros
+            elif record.kind == JournalKind.SLOT_MOVED_IN:
+                report.moved_in_micros += record.amount_micros
+            elif record.kind == JournalKind.SLOT_MOVED_OUT:
+                report.moved_out_micros += record.amount_micros
         if record.request_id and not record.trace_id and record.kind != JournalKind.EXPIRE:
             report.problem(f"#{record.sequence} {record.kind.name} of request {record.request_id} has no trace id")
         if record.request_id and record.kind in _MOVES and record.result == Result.SUCCESS:
             # One money movement per request (per rating group for a session request).
             effects[(*key, record.request_id, record.kind, record.rating_group)].append(record.sequence)
+        if record.kind == JournalKind.SLOT_MOVED_IN:
+            position.pop(key, None)  # the account arrives with its history elsewhere: its chain starts here
         if key in position and record.kind != JournalKind.TARIFF:
             before = (record.balance_before_micros, record.reserved_before_micros)
             if before != position[key]:
@@ -131,9 +140,11 @@ def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAu
             report.problem(f"{key} is {account.balance_micros}/{account.reserved_micros} but its journal ends at "
                            f"{position[key]}")
     # Conservation holds over the whole history only while the journal is whole.
-    if first == 1 and report.top_ups_micros - report.charges_micros + report.refunds_micros != report.balances_micros:
+    if first == 1 and (report.top_ups_micros - report.charges_micros + report.refunds_micros
+                       - report.moved_out_micros + report.moved_in_micros) != report.balances_micros:
         report.problem(f"conservation: top-ups {report.top_ups_micros} - charges {report.charges_micros} + refunds "
-                       f"{report.refunds_micros} != balances {report.balances_micros}")
+                       f"{report.refunds_micros} - moved out {report.moved_out_micros} + moved in "
+                       f"{report.moved_in_micros} != balances {report.balances_micros}")
     return report
 
 
@@ -185,8 +196,8 @@ def check_cdrs(exported: list[dict], journal_cdrs: list[dict]) -> list[str]:
 def overall(shards: list[ShardAudit]) -> dict:
     """The grid's report: every shard's, and their sums."""
     total = {name: sum(getattr(s, name) for s in shards) for name in (
-        "journal_records", "accounts", "top_ups_micros", "charges_micros", "refunds_micros", "balances_micros",
-        "held_micros", "problems_total")}
+        "journal_records", "accounts", "top_ups_micros", "charges_micros", "refunds_micros", "moved_in_micros",
+        "moved_out_micros", "balances_micros", "held_micros", "problems_total")}
     leakage = {kind: {measure: sum(s.leakage[kind][measure] for s in shards) for measure in values}
                for kind, values in shards[0].leakage.items()} if shards else {}
     return {"ok": all(s.ok for s in shards), **total, "leakage": leakage, "shards": [s.as_dict() for s in shards]}

@@ -261,6 +261,26 @@ def cmd_cluster_stop(args) -> int:
     return 0
 
 
+def _parse_slots(text: str) -> list[int]:
+    slots = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        slots.extend(range(int(low), int(high or low) + 1))
+    return slots
+
+
+def cmd_cluster_move(args) -> int:
+    from grid import cluster
+
+    config = GridConfig(data_dir=pathlib.Path(args.data_dir), ray_address=args.ray_address)
+    cluster.start_ray(config)
+    try:
+        print(json.dumps(cluster.move_slots(config, _parse_slots(args.slots), args.target)))
+    finally:
+        cluster.stop_ray()
+    return 0
+
+
 def cmd_catalog_apply(args) -> int:
     from grid import catalog
     from grid.frontdoor import convert
@@ -674,6 +694,13 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_stop.add_argument("--data-dir", default="grid-data")
     cluster_stop.add_argument("--shards", type=int, default=2)
     cluster_stop.set_defaults(handler=cmd_cluster_stop)
+    move = grid_cluster.add_parser("move-slots", help="move slots to a shard while traffic flows (no "
+                                                      "acknowledged operation lost, none applied twice)")
+    move.add_argument("--ray-address", required=True)
+    move.add_argument("--data-dir", default="grid-data")
+    move.add_argument("--slots", required=True, help="e.g. 0-99,512")
+    move.add_argument("--to", type=int, required=True, dest="target", help="the shard that takes them")
+    move.set_defaults(handler=cmd_cluster_move)
 
     catalog = commands.add_parser("catalog", help="tariff plans from a YAML or JSON file").add_subparsers(
         dest="catalog_command", required=True)

@@ -129,10 +129,17 @@ def controller(config: GridConfig):
     """The grid's controller actor (grid.controller): created, or found by name."""
     from grid.controller import ControllerActor
 
+    prefix = _actor_prefix(config.data_dir)
     return ray.remote(ControllerActor).options(
-        name=f"grid-{_actor_prefix(config.data_dir)}-controller", max_restarts=-1, max_task_retries=-1, num_cpus=0,
+        name=f"grid-{prefix}-controller", max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=8,
         **({"lifetime": "detached", "get_if_exists": True} if config.ray_address else {}),
-    ).remote(config.slots, config.shards)
+    ).remote(config.slots, config.shards, prefix)
+
+
+def move_slots(config: GridConfig, slots: list[int], target: int) -> dict:
+    """Move slots to the target shard through the grid's controller (`grid cluster move-slots`)."""
+    handle = ray.get_actor(f"grid-{_actor_prefix(config.data_dir)}-controller", namespace=NAMESPACE)
+    return ray.get(handle.move_slots.remote(list(slots), target))
 
 
 async def shard_map(controller_handle):

@@ -51,6 +51,7 @@ class Grid:
         self.metrics = None
         self._metrics_task: asyncio.Task | None = None
         self._map_task: asyncio.Task | None = None
+        self._map_fetch: asyncio.Future | None = None
         self._controller = None
 
     async def start(self) -> int:
@@ -84,6 +85,7 @@ class Grid:
         self._controller = cluster.controller(config)
         self._router = Router(await cluster.shard_map(self._controller), batchers, config.limits, self.tracing)
         self._map_task = asyncio.get_running_loop().create_task(self._follow_map())
+        self._router.refresh_map = self._refresh_map
         self._router.guard = Guard(
             security.Authenticator(config.auth),
             security.RateLimiter(config.tenant_rate, config.subscriber_rate, config.auth.tenant_rates),
@@ -207,18 +209,35 @@ class Grid:
         """Pick up a new shard map (a new epoch) from the controller."""
         while True:
             await asyncio.sleep(self.config.map_poll_interval_s)
-            try:
-                latest = await cluster.shard_map(self._controller)
-            except Exception:  # the controller restarting: ask again next time
-                log.warning("the controller did not answer; routing by map epoch %d", self._router.shard_map.epoch)
-                continue
-            if latest.epoch != self._router.shard_map.epoch:
-                if latest.shards > len(self._router.batchers):
-                    log.error("shard map epoch %d names shard %d, which this front door does not know",
-                              latest.epoch, latest.shards - 1)
-                    continue
-                log.warning("shard map epoch %d -> %d", self._router.shard_map.epoch, latest.epoch)
-                self._router.shard_map = latest
+            await self._refresh_map()
+
+    async def _refresh_map(self) -> None:
+        """Ask the controller for its map now (also when a shard answered SlotMoved);
+        concurrent askers share one question."""
+        if self._map_fetch is None:
+            self._map_fetch = asyncio.ensure_future(self._fetch_map())
+        fetch = self._map_fetch
+        try:
+            await asyncio.shield(fetch)
+        finally:
+            if self._map_fetch is fetch and fetch.done():
+                self._map_fetch = None
+
+    async def _fetch_map(self) -> None:
+        try:
+            latest = await cluster.shard_map(self._controller)
+        except Exception:  # the controller restarting: ask again next time
+            log.warning("the controller did not answer; routing by map epoch %d", self._router.shard_map.epoch)
+            return
+        router = self._router
+        if router is None or latest.epoch <= router.shard_map.epoch:
+            return
+        if latest.shards > len(router.batchers):
+            log.error("shard map epoch %d names shard %d, which this front door does not know", latest.epoch,
+                      latest.shards - 1)
+            return
+        log.warning("shard map epoch %d -> %d", router.shard_map.epoch, latest.epoch)
+        router.shard_map = latest
 
     async def stop(self) -> None:
         for task in (self._stats_task, self._snapshot_task, self._metrics_task, self._map_task):

@@ -353,6 +353,43 @@ class GetTariff:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ExportSlots:
+    """Freeze slots at their source shard and hand over what their subscribers own."""
+
+    slots: tuple[int, ...]
+    slot_count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImportSlots:
+    """Adopt an exported slot's records at the target shard (durably, idempotently)."""
+
+    slots: tuple[int, ...]
+    records: tuple
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DropSlots:
+    """At the source, once the map routes the slots to the target: forget them."""
+
+    slots: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlotsReply:
+    accounts: int
+    records: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlotMoved:
+    """The operation's subscriber is in a slot this shard moved out: nothing was
+    applied; route by a newer shard map and send it again."""
+
+    slot: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Quote:
     """Advice of charge: what the usage costs now and how many units the
     balance buys; holds and charges nothing."""

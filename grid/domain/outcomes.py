@@ -166,6 +166,9 @@ class JournalKind(enum.IntEnum):
     CONTROL_HIT = 16
     # A bucket was added (reference_id: the bucket; units: its amount).
     BUCKET_ADDED = 17
+    # The account left this shard with its slot (amount: its balance), or arrived.
+    SLOT_MOVED_OUT = 18
+    SLOT_MOVED_IN = 19
 
 
 class ControlKind(enum.IntEnum):

@@ -344,6 +344,10 @@ class ShardMeta:
     next_journal_sequence: int = 1
     next_object_id: int = 1
     next_notification_sequence: int = 1
+    # Slots moved (or moving) out of this shard, of slot_count: operations for
+    # their subscribers are answered SlotMoved, never applied here.
+    slots_out: tuple[int, ...] = ()
+    slot_count: int = 0
 
 
 @dataclasses.dataclass(slots=True)

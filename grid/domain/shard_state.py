@@ -53,6 +53,7 @@ from grid.domain.records import (
 )
 from grid.domain.bucket_rules import BucketRules, draws_tuple
 from grid.domain.rating_rules import Progress, RatingRules
+from grid.domain.slot_rules import SlotRules
 from grid.domain.reservations import ReservationEvent, next_state
 from grid.domain.controls import ControlRules
 from grid.domain.policy_counters import CounterRules
@@ -76,14 +77,17 @@ class Writes:
     deleted_session_keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     deleted_notification_sequences: list[int] = dataclasses.field(default_factory=list)
     deleted_subscription_keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    # Records whose keys go (a slot moved away): deleted before the puts are written.
+    deleted_records: list = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.puts or self.deleted_idempotency_keys or self.deleted_charge_ids
                     or self.deleted_reservation_ids or self.deleted_session_keys
-                    or self.deleted_notification_sequences or self.deleted_subscription_keys)
+                    or self.deleted_notification_sequences or self.deleted_subscription_keys
+                    or self.deleted_records)
 
 
-class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRules):
+class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRules, SlotRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -112,6 +116,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         self._init_counters()
         self._init_controls()
         self._init_rating()
+        self._init_slots()
 
     # ------------------------------------------------------------ batches
 
@@ -125,6 +130,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         rejection = rejection_for(operation, self.limits)
         if rejection is not None:
             return rejection
+        if self._slots_out and (moved := self.slot_moved(operation)) is not None:
+            return moved  # its subscriber is another shard's now: nothing applies here
         handler = _HANDLERS[type(operation)]
         if not isinstance(operation, ops.MUTATING_OPERATIONS):
             return handler(self, operation, now_ms)
@@ -178,7 +185,9 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             deleted_notification_sequences=self._deleted_notifications,
             deleted_subscription_keys=[key for key in self._deleted_subscriptions
                                        if ("subscription", key) not in self._dirty],
+            deleted_records=self.deleted_records,
         )
+        self.deleted_records = []
         self._dirty = {}
         self._deleted_idempotency = []
         self._deleted_charges = []
@@ -216,11 +225,14 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         oldest_kept_ms = now_ms - self.limits.charge_retention_s * 1000
         while self._charge_order and self._charge_order[0][0] < oldest_kept_ms:
             _, charge_id = self._charge_order.popleft()
-            del self.charges[charge_id]
+            if self.charges.pop(charge_id, None) is None:
+                continue  # moved away with its slot
             self._dirty.pop(("charge", charge_id), None)
             self._deleted_charges.append(charge_id)
         while self._reservation_order and self._reservation_order[0][0] < oldest_kept_ms:
             _, reservation_id = self._reservation_order.popleft()
+            if reservation_id not in self.reservations:
+                continue  # moved away with its slot
             # Past its expiry an active hold was expired by the sweep above.
             assert self.reservations[reservation_id].state != ReservationState.ACTIVE, reservation_id
             del self.reservations[reservation_id]
@@ -837,7 +849,16 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         needed: the state records are the journal's fold)."""
         state = cls(shard_id, limits)
         idempotency = []
+        records = list(records)
+        for record in records:  # the meta record first: it says which slots moved out
+            if isinstance(record, ShardMeta):
+                assert record.shard_id == shard_id, f"records of shard {record.shard_id} given to shard {shard_id}"
+                state.meta = record
+                state._refresh_slots_out()
         for record in records:
+            if not state.owns_slot_of(record):
+                state.park(record)  # exported, not yet dropped: never live here again
+                continue
             if isinstance(record, Account):
                 # Interned: a million accounts share a handful of tenants, currencies and plans.
                 record.tenant = sys.intern(record.tenant)
@@ -940,4 +961,7 @@ _HANDLERS = {
     ops.GetCounters: ShardState._get_counters,
     ops.GetBillingCycle: ShardState._get_billing_cycle,
     ops.Quote: ShardState._quote,
+    ops.ExportSlots: ShardState._export_slots,
+    ops.ImportSlots: ShardState._import_slots,
+    ops.DropSlots: ShardState._drop_slots,
 }

@@ -509,7 +509,23 @@ _VALIDATORS = {
     ops.GetCounters: _nothing,
     ops.GetBillingCycle: _validate_billing_cycle,
     ops.Quote: _validate_quote,
+    ops.ExportSlots: lambda op, limits: _validate_slots(op),
+    ops.ImportSlots: lambda op, limits: _validate_slots(op),
+    ops.DropSlots: lambda op, limits: _validate_slots(op),
 }
+_SLOT_OPERATIONS = (ops.ExportSlots, ops.ImportSlots, ops.DropSlots)
+
+
+def _validate_slots(op) -> None:
+    """Slot moves come from the grid's own mover, never from a caller: checked all the same."""
+    if not isinstance(op.slots, tuple) or not op.slots:
+        raise InvalidArgument("slots", "must list slots")
+    for index, slot in enumerate(op.slots):
+        _integer(f"slots[{index}]", slot, 0, UINT32_MAX)
+    if isinstance(op, ops.ExportSlots):
+        _integer("slot_count", op.slot_count, 1, UINT32_MAX)
+        if max(op.slots) >= op.slot_count:
+            raise InvalidArgument("slots", f"slots are below slot_count {op.slot_count}")
 
 
 def validate(operation, limits: CoreLimits) -> None:
@@ -519,7 +535,7 @@ def validate(operation, limits: CoreLimits) -> None:
         raise InvalidArgument("operation", f"unknown operation {type(operation).__name__}")
     if isinstance(operation, ops.ReadNotifications):
         _identifier("tenant", operation.tenant, limits)
-    elif not isinstance(operation, (ops.PutTariff, ops.GetTariff)):
+    elif not isinstance(operation, (ops.PutTariff, ops.GetTariff, *_SLOT_OPERATIONS)):
         _keys(operation, limits)
     if isinstance(operation, ops.MUTATING_OPERATIONS) and not isinstance(operation, ops.SESSION_OPERATIONS):
         _identifier("request_id", operation.request_id, limits)  # a session's is (session_id, sequence number)

@@ -2,10 +2,11 @@
 writes go to every shard (each keeps its own durable copy of the catalog)."""
 
 import asyncio
+import time
 
 from grid.domain import operations as ops
 from grid.domain.limits import CoreLimits
-from grid.domain.outcomes import Result
+from grid.domain.outcomes import ErrorCode, Result
 from grid.domain.validation import rejection_for
 from grid.tracing import Tracing
 from grid.frontdoor.batcher import ShardBatcher
@@ -20,12 +21,19 @@ def outcome_of(reply) -> str:
     return Result(result).name if result is not None else "FOUND" if getattr(reply, "found", False) else "OK"
 
 
+# How often, and how long at most, an operation for a moving slot is tried again.
+SLOT_POLL_S = 0.05
+SLOT_WAIT_MAX_S = 10.0
+
+
 class Router:
     def __init__(self, shard_map: ShardMap, batchers: list[ShardBatcher], limits: CoreLimits,
                  tracing: Tracing | None = None) -> None:
         assert len(batchers) == shard_map.shards
         self.shard_map = shard_map
         self.batchers = batchers
+        # Set by the grid: fetch the controller's map now (a slot moved).
+        self.refresh_map = None
         self.limits = limits
         self.tracing = tracing or Tracing("charging-grid")
         self.metrics = None  # grid.metrics.Metrics when a scrape port is configured
@@ -61,7 +69,22 @@ class Router:
         if isinstance(operation, ops.GetTariff):
             return await self.batchers[0].submit(operation, deadline_monotonic)
         shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
-        return await self.batchers[shard].submit(operation, deadline_monotonic, call)
+        reply = await self.batchers[shard].submit(operation, deadline_monotonic, call)
+        waited_s = 0.0
+        while isinstance(reply, ops.SlotMoved):
+            # The slot is moving or moved: wait for the map that routes it elsewhere,
+            # then send the same operation (same request id) there.
+            if waited_s >= SLOT_WAIT_MAX_S or (deadline_monotonic is not None
+                                               and time.monotonic() + SLOT_POLL_S >= deadline_monotonic):
+                return ops.Rejection(ErrorCode.UNAVAILABLE, "subscriber_id",
+                                     f"slot {reply.slot} is moving between shards; retry with the same request id")
+            await asyncio.sleep(SLOT_POLL_S)
+            waited_s += SLOT_POLL_S
+            if self.refresh_map is not None:
+                await self.refresh_map()
+            shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
+            reply = await self.batchers[shard].submit(operation, deadline_monotonic, call)
+        return reply
 
     async def submit_to_shard(self, shard: int, operation, deadline_monotonic: float | None = None):
         """An operation about a shard rather than a subscriber (reading its notifications)."""

@@ -100,6 +100,12 @@ TYPE_CODES: dict[type, int] = {
     ops.QuoteReply: 68,
     records.Bucket: 69,
     ops.BucketGrant: 70,
+    # Slot moves (carried only).
+    ops.ExportSlots: 71,
+    ops.ImportSlots: 72,
+    ops.DropSlots: 73,
+    ops.SlotsReply: 74,
+    ops.SlotMoved: 75,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"

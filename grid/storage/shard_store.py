@@ -60,6 +60,8 @@ class ShardStore:
     def commit(self, writes) -> None:
         """Persist one batch's effects atomically and durably (synced WAL)."""
         batch = WriteBatch(raw_mode=True)
+        for record in writes.deleted_records:  # a moved slot's records (never put again in the same batch)
+            batch.delete(codec.key_of(record))
         for record in writes.puts:
             batch.put(codec.key_of(record), codec.encode(record))
             if type(record) is JournalRecord and record.subscriber_id:

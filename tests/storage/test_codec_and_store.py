@@ -232,6 +232,9 @@ def _every_carried_kind():
         ops.BillingCycleReply(Result.SUCCESS, records.BillingCycle(T, "s", 1, 2, 3, 4, ((7, 8, 9),))),
         ops.Quote(T, "s", 1, 60, "4930", "eu"), ops.QuoteReply(Result.SUCCESS, 1_500, -3, 40, 60_000, "p", 2),
         records.VolumeCounter(T, "s", 7, 1_000, 2**40),
+        ops.ExportSlots((1, 7), 1024), ops.DropSlots((7,)), ops.SlotMoved(7),
+        ops.ImportSlots((7,), (records.VolumeCounter(T, "s", 7, 1_000, 5),)),
+        ops.SlotsReply(2, (records.VolumeCounter(T, "s", 7, 1_000, 5),)),
         ops.TopUp(T, "s", "r3", 0, bucket=ops.BucketGrant(BucketUnit.SECONDS, 6_000, 1, 2, 3, (1, 2), ("49",))),
         ops.BalanceReply(Result.SUCCESS, 1, 2, 3, 0, "EUR", (records.Bucket(
             "B0-1", BucketUnit.MONEY, 5, 4, 1, 0, 0, 10, (), ("4930",), 7),)),

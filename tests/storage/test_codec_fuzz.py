@@ -61,6 +61,11 @@ _SPECIAL = {
     (ops.BillingCycleReply, "cycle"): lambda: st.one_of(st.none(), record_of(records.BillingCycle)),
     (ops.NotificationsReply, "notifications"): lambda: st.lists(record_of(records.Notification),
                                                                 max_size=2).map(tuple),
+    # A moving slot's records: whatever a subscriber owns.
+    (ops.ImportSlots, "records"): lambda: st.lists(st.one_of(record_of(records.Account), record_of(records.Charge)),
+                                                   max_size=2).map(tuple),
+    (ops.SlotsReply, "records"): lambda: st.lists(st.one_of(record_of(records.Reservation),
+                                                            record_of(records.VolumeCounter)), max_size=2).map(tuple),
 }
 
 

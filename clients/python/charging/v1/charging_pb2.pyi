@@ -156,6 +156,8 @@ class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOURNAL_UNSUBSCRIBED: _ClassVar[JournalKind]
     JOURNAL_CONTROL_HIT: _ClassVar[JournalKind]
     JOURNAL_BUCKET_ADDED: _ClassVar[JournalKind]
+    JOURNAL_SLOT_MOVED_OUT: _ClassVar[JournalKind]
+    JOURNAL_SLOT_MOVED_IN: _ClassVar[JournalKind]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -257,6 +259,8 @@ JOURNAL_SUBSCRIBED: JournalKind
 JOURNAL_UNSUBSCRIBED: JournalKind
 JOURNAL_CONTROL_HIT: JournalKind
 JOURNAL_BUCKET_ADDED: JournalKind
+JOURNAL_SLOT_MOVED_OUT: JournalKind
+JOURNAL_SLOT_MOVED_IN: JournalKind
 
 class QuoteRequest(_message.Message):
     __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms")
