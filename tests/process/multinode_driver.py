@@ -171,6 +171,22 @@ def main() -> int:
         report["accounts_kept"] = [before["accounts"] == after["accounts"]
                                    for before, after in zip(accounts_before, accounts_after)]
         report["lost_shard_epoch"] = [accounts_before[0]["epoch"], accounts_after[0]["epoch"]]
+
+        # Under load again: every slot of shard 0 moves to shard 1.
+        epoch, _, shard_of_slot = ray.get(handle.shard_map.remote())
+        moving = [slot for slot, shard in enumerate(shard_of_slot) if shard == 0]
+        more = [Load(door.target, f"move{number}", args.seconds) for number, door in enumerate(doors)]
+        for load in more:
+            load.start()
+        time.sleep(args.seconds / 3)
+        started = time.monotonic()
+        report["slot_move"] = ray.get(handle.move_slots.remote(moving, 1))
+        report["slot_move_s"] = round(time.monotonic() - started, 2)
+        for load in more:
+            load.join(timeout=args.seconds + 120)
+        loads += more
+        infos = ray.get([ray.get_actor(name, namespace="charging-grid").info.remote() for name in sorted(placement)])
+        report["accounts_after_move"] = [info["accounts"] for info in infos]
         report["requests"] = sum(len(load.sent) for load in loads)
         report["acknowledged"] = sum(load.acknowledged for load in loads)
         report["unknown_at_the_client"] = sum(load.unknown for load in loads)

@@ -45,3 +45,13 @@ def test_a_node_lost_under_load_loses_no_acknowledged_charge_and_applies_none_tw
     # Every subscriber's balance is its top-up minus what its request ids became.
     assert report["conservation_problems"] == []
     assert report["audit_ok"] is True, report["audit_problems"]
+
+
+def test_every_slot_of_a_shard_moves_under_load_with_the_money_intact(report):
+    # Shard 0's slots all went to shard 1 while both front doors sent debits.
+    assert report["slot_move"]["slots"] > 0 and report["slot_move"]["accounts"] > 0
+    assert report["accounts_after_move"][0] == 0
+    assert sum(report["accounts_after_move"]) == 40  # every subscriber, once
+    # Checked above over both phases: balances are the top-ups minus what the request ids
+    # became, and each shard's audit adds up with the moved balances.
+    assert report["conservation_problems"] == [] and report["audit_ok"] is True
