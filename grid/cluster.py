@@ -133,7 +133,7 @@ def controller(config: GridConfig):
     return ray.remote(ControllerActor).options(
         name=f"grid-{prefix}-controller", max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=8,
         **({"lifetime": "detached", "get_if_exists": True} if config.ray_address else {}),
-    ).remote(config.slots, config.shards, prefix)
+    ).remote(config.slots, config.shards, prefix, str(config.data_dir.resolve()))
 
 
 def move_slots(config: GridConfig, slots: list[int], target: int) -> dict:
@@ -147,6 +147,13 @@ async def shard_map(controller_handle):
 
     epoch, slots, shard_of_slot = await controller_handle.shard_map.remote()
     return ShardMap(slots, tuple(shard_of_slot), epoch)
+
+
+def stop_controller(handle) -> None:
+    try:
+        ray.kill(handle, no_restart=True)
+    except Exception:  # already gone
+        log.warning("the controller did not stop cleanly", exc_info=True)
 
 
 def attached(config: GridConfig) -> bool:

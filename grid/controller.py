@@ -10,6 +10,9 @@ is one operation in the shard's own order, and a move run again after a
 failure finishes what the first left.
 """
 
+import json
+import os
+import pathlib
 import threading
 
 from grid.routing import ShardMap
@@ -17,9 +20,18 @@ from grid.routing import ShardMap
 NAMESPACE = "charging-grid"
 
 
+MAP_FILE = "shard-map.json"
+
+
 class ControllerActor:
-    def __init__(self, slots: int, shards: int, actor_prefix: str = "") -> None:
-        self._map = ShardMap.even(slots, shards)
+    def __init__(self, slots: int, shards: int, actor_prefix: str = "", data_dir: str = "") -> None:
+        # The map lives beside the shards' data (on a cluster: the shared volume), so a
+        # restarted controller, or grid, routes moved slots where they went.
+        self._path = pathlib.Path(data_dir) / MAP_FILE if data_dir else None
+        self._map = _load(self._path) if self._path is not None and self._path.exists() else ShardMap.even(slots,
+                                                                                                            shards)
+        if self._map.slots != slots:
+            raise ValueError(f"{self._path} maps {self._map.slots} slots, the grid has {slots}")
         self._shards = shards
         self._prefix = actor_prefix
         self._lock = threading.Lock()  # the actor is threaded: polls are answered during a move
@@ -38,8 +50,25 @@ class ControllerActor:
                 return self._map.epoch
             if len(shard_of_slot) != self._map.slots or not all(0 <= s < self._shards for s in shard_of_slot):
                 raise ValueError("a map names every slot once, each with an existing shard")
-            self._map = ShardMap(self._map.slots, tuple(shard_of_slot), self._map.epoch + 1)
+            self._replace(ShardMap(self._map.slots, tuple(shard_of_slot), self._map.epoch + 1))
             return self._map.epoch
+
+    def _replace(self, new_map: ShardMap) -> None:
+        """Durably first (synced file, then rename), then in memory."""
+        if self._path is not None:
+            temporary = self._path.with_suffix(".tmp")
+            with open(temporary, "w") as file:
+                json.dump({"epoch": new_map.epoch, "slots": new_map.slots,
+                           "shard_of_slot": list(new_map.shard_of_slot)}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self._path)
+            directory = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        self._map = new_map
 
     def move_slots(self, slots: list[int], target: int) -> dict:
         """Move slots (from whichever shards hold them) to the target shard while
@@ -68,7 +97,7 @@ class ControllerActor:
                     owners = list(self._map.shard_of_slot)
                     for slot in group:
                         owners[slot] = target
-                    self._map = ShardMap(self._map.slots, tuple(owners), self._map.epoch + 1)
+                    self._replace(ShardMap(self._map.slots, tuple(owners), self._map.epoch + 1))
                     moved["epochs"].append(self._map.epoch)
                 _apply(source_shard, ops.DropSlots(tuple(group)))
                 moved["accounts"] += exported.accounts
@@ -87,3 +116,8 @@ def _apply(handle, operation):
     if isinstance(reply, ops.Rejection):
         raise RuntimeError(f"{type(operation).__name__} refused: {reply.field}: {reply.message}")
     return reply
+
+
+def _load(path: pathlib.Path) -> ShardMap:
+    found = json.loads(path.read_text())
+    return ShardMap(found["slots"], tuple(found["shard_of_slot"]), found["epoch"])

@@ -255,6 +255,9 @@ class Grid:
             self._router = None
         if self._handles and not cluster.attached(self.config):
             await asyncio.to_thread(cluster.stop_shards, self._handles)
+            if self._controller is not None:
+                cluster.stop_controller(self._controller)
+        self._controller = None
         # On a joined cluster the shards and the controller serve other front doors
         # and the next one: they stay (`grid cluster stop` ends them).
         self._handles = []

@@ -187,6 +187,7 @@ def main() -> int:
         loads += more
         infos = ray.get([ray.get_actor(name, namespace="charging-grid").info.remote() for name in sorted(placement)])
         report["accounts_after_move"] = [info["accounts"] for info in infos]
+        report["map_file_epoch"] = json.loads((data_dir / "shard-map.json").read_text())["epoch"]
         report["requests"] = sum(len(load.sent) for load in loads)
         report["acknowledged"] = sum(load.acknowledged for load in loads)
         report["unknown_at_the_client"] = sum(load.unknown for load in loads)

@@ -51,6 +51,8 @@ def test_every_slot_of_a_shard_moves_under_load_with_the_money_intact(report):
     # Shard 0's slots all went to shard 1 while both front doors sent debits.
     assert report["slot_move"]["slots"] > 0 and report["slot_move"]["accounts"] > 0
     assert report["accounts_after_move"][0] == 0
+    # The map is durable beside the data: a restarted controller routes moved slots where they went.
+    assert report["map_file_epoch"] == report["slot_move"]["epochs"][-1]
     assert sum(report["accounts_after_move"]) == 40  # every subscriber, once
     # Checked above over both phases: balances are the top-ups minus what the request ids
     # became, and each shard's audit adds up with the moved balances.
