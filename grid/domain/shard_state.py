@@ -783,6 +783,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         unit_draws = self._unit_draws(account, pricer.unit, op.rating_group, op.destination, op.used_units, at_ms)
         covered = sum(amount for _, amount in unit_draws)
         rated = self._rate_more(account, pricer, Progress.start(at_ms), op.used_units - covered, at_ms, at_ms)
+        if (rejection := self._too_costly(rated)) is not None:
+            return rejection  # the same bound as a direct debit of this usage
         available = (account.available_micros(self.reserved_at(account, now_ms))
                      + self._bucket_money(account, op.rating_group, op.destination, at_ms))
         spare_units = sum(amount for _, amount in self._unit_draws(

@@ -109,6 +109,7 @@ TYPE_CODES: dict[type, int] = {
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"
+assert 127 not in _CLASSES, "127 holds integers wider than 64 bits"
 
 
 class CorruptRecord(Exception):
@@ -139,7 +140,15 @@ def _fields_getter(cls):
 _ENCODERS = {cls: (code, _fields_getter(cls)) for cls, code in TYPE_CODES.items()}
 
 
+# Integers wider than msgpack's 64 bits (the exact cost fractions of a hold or a
+# session can be): an extension holding their decimal digits. Not a record code.
+_BIG_INT = 127
+_BIG_INT_DIGITS_MAX = 400
+
+
 def _default(value):
+    if type(value) is int:
+        return msgpack.ExtType(_BIG_INT, str(value).encode())
     encoder = _ENCODERS.get(type(value))
     if encoder is None:
         raise TypeError(f"no codec for {type(value).__name__}")
@@ -156,6 +165,10 @@ _nesting = threading.local()
 
 
 def _ext_hook(code: int, data: bytes):
+    if code == _BIG_INT:
+        if len(data) > _BIG_INT_DIGITS_MAX:
+            raise CorruptRecord("an integer longer than any the grid writes")
+        return int(data.decode("ascii"))
     cls = _CLASSES.get(code)
     if cls is None:
         raise CorruptRecord(f"unknown record type code {code}")

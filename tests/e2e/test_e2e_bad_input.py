@@ -8,6 +8,7 @@ request id.
 """
 
 import dataclasses
+import time
 from typing import Callable
 
 import grpc
@@ -45,6 +46,9 @@ CONTROL = "bell\x07"
 AMOUNT_MAX = 10**15
 USAGE_MAX = 10**15
 UINT32_MAX = 2**32 - 1
+RATES_MAX = 100_000  # CoreLimits.rates_per_plan_max
+INSTANT_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last effective, quote or usage instant
+DIGITS_33 = "4" * 33  # a destination (prefix) is at most 32 digits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,10 @@ class Context:
 @pytest.fixture(scope="module")
 def ctx(calls) -> Context:
     """One subscriber with a live hold and a charge; every case must leave it untouched."""
+    return new_context(calls)
+
+
+def new_context(calls) -> Context:
     plan_id = put_plan(calls.stubs)
     subscriber = open_account(calls.stubs, plan_id)
     hold = calls.reserve(subscriber.id, 100)
@@ -81,9 +89,30 @@ def _rate(**fields) -> pb.RatingGroupRate:
     return _with(rate, **fields)
 
 
-def _put(plan_id, rates, counters=(), controls=()) -> pb.PutTariffRequest:
-    return pb.PutTariffRequest(tariff_plan_id=plan_id, rates=rates, policy_counters=list(counters),
-                               controls=list(controls))
+def _put(plan_id, rates, counters=(), controls=(), **plan) -> pb.PutTariffRequest:
+    """A PutTariffRequest; plan: its calendar fields (time_zone, time_bands, holidays ...)."""
+    return _with(pb.PutTariffRequest(tariff_plan_id=plan_id, rates=rates, policy_counters=list(counters),
+                                     controls=list(controls)), **plan)
+
+
+def _band(**fields) -> pb.TimeBand:
+    band = pb.TimeBand(name="peak", days=[1, 2, 3, 4, 5], from_minute=8 * 60, to_minute=20 * 60)
+    return _with(band, **fields)
+
+
+def _tier(from_units, price_micros=10, rate_units=1, increment_units=1) -> pb.RateTier:
+    return pb.RateTier(from_units=from_units, price_micros=price_micros, rate_units=rate_units,
+                       increment_units=increment_units)
+
+
+def _tiered(*tiers, **fields) -> pb.RatingGroupRate:
+    """A rate priced by tiers (its own price_micros / rate_units / increment_units 0)."""
+    return _rate(price_micros=0, rate_units=0, increment_units=0, tiers=list(tiers), **fields)
+
+
+def _bucket(**fields) -> pb.BucketGrant:
+    bucket = pb.BucketGrant(unit=pb.BUCKET_SECONDS, amount=600, rating_groups=[VOICE], destination_prefixes=["49"])
+    return _with(bucket, **fields)
 
 
 def _control(**fields) -> pb.PlanControl:
@@ -134,6 +163,18 @@ def top_up(c, **f):
     return _with(top_up_request(c.subscriber_id, 1), **f)
 
 
+def bucket_top_up(c, amount_micros=0, **bucket_fields):
+    """A top-up adding a bucket (amount_micros 0: the bucket holds the amount)."""
+    request = top_up(c, amount_micros=amount_micros)
+    request.bucket.CopyFrom(_bucket(**bucket_fields))
+    return request
+
+
+def quote(c, **f):
+    return _with(pb.QuoteRequest(subscriber_id=c.subscriber_id, rating_group=VOICE, used_units=60,
+                                 destination="4930123", roaming_zone="home"), **f)
+
+
 def create(c, **f):
     return _with(create_account_request(new_id("sub-"), c.plan_id), **f)
 
@@ -142,8 +183,9 @@ def set_state(c, **f):
     return _with(set_state_request(c.subscriber_id, pb.SUSPENDED), **f)
 
 
-def _units(*units):
-    return [pb.MultipleUnitUsage(rating_group=g, requested_units=r, used_units=u) for g, r, u in units]
+def _units(*units, **fields):
+    """Unit usages (rating group, requested, used); fields: set on every one (destination, roaming_zone)."""
+    return [pb.MultipleUnitUsage(rating_group=g, requested_units=r, used_units=u, **fields) for g, r, u in units]
 
 
 def create_session(c, **f):
@@ -187,6 +229,19 @@ def session_cases(prefix, method, build):
         Case(f"{prefix}-too-many-groups", method,
              lambda c: build(c, multiple_unit_usage=_units(*((g, 0, 1) for g in range(1, 66)))),
              "multiple_unit_usage"),
+        Case(f"{prefix}-destination-plus", method,
+             lambda c: build(c, multiple_unit_usage=_units((VOICE, 0, 1), destination="+4930123")),
+             "multiple_unit_usage[0].destination"),
+        Case(f"{prefix}-destination-too-long", method,
+             lambda c: build(c, multiple_unit_usage=[*_units((SMS, 0, 1)),
+                                                     *_units((VOICE, 0, 1), destination=DIGITS_33)]),
+             "multiple_unit_usage[1].destination"),
+        Case(f"{prefix}-roaming-zone-padded", method,
+             lambda c: build(c, multiple_unit_usage=_units((VOICE, 0, 1), roaming_zone=SPACED)),
+             "multiple_unit_usage[0].roaming_zone"),
+        Case(f"{prefix}-roaming-zone-too-long", method,
+             lambda c: build(c, multiple_unit_usage=_units((VOICE, 0, 1), roaming_zone=LONG)),
+             "multiple_unit_usage[0].roaming_zone"),
     ]
 
 
@@ -197,6 +252,54 @@ def id_cases(prefix, method, build, field):
         Case(f"{prefix}-{field}-too-long", method, lambda c: build(c, **{field: LONG}), field),
         Case(f"{prefix}-{field}-padded", method, lambda c: build(c, **{field: SPACED}), field),
     ]
+
+
+def destination_cases(prefix, method, build, field="destination"):
+    """A called number is at most 32 digits (E.164 without '+'); empty is fine."""
+    return [
+        Case(f"{prefix}-{field}-plus", method, lambda c: build(c, **{field: "+4930123"}), field),
+        Case(f"{prefix}-{field}-spaces", method, lambda c: build(c, **{field: "49 30 123"}), field),
+        Case(f"{prefix}-{field}-letters", method, lambda c: build(c, **{field: "49ABC"}), field),
+        Case(f"{prefix}-{field}-unicode-digits", method, lambda c: build(c, **{field: "\u0664\u0669"}), field),
+        Case(f"{prefix}-{field}-too-long", method, lambda c: build(c, **{field: DIGITS_33}), field),
+    ]
+
+
+def zone_cases(prefix, method, build, field="roaming_zone"):
+    """An optional identifier: empty is fine, not too long, padded or unprintable."""
+    return [
+        Case(f"{prefix}-{field}-too-long", method, lambda c: build(c, **{field: LONG}), field),
+        Case(f"{prefix}-{field}-padded", method, lambda c: build(c, **{field: SPACED}), field),
+        Case(f"{prefix}-{field}-control-char", method, lambda c: build(c, **{field: CONTROL}), field),
+    ]
+
+
+def bucket_cases(prefix, method, build, where):
+    """Bad input in a BucketGrant; build(c, **bucket fields) sends it, where is its path."""
+    return [Case(f"{prefix}-{name}", method, (lambda c, fields=fields: build(c, **fields)), f"{where}.{field}")
+            for name, fields, field in [
+                ("unit-unspecified", {"unit": 0}, "unit"),
+                ("unit-unknown-enum-number", {"unit": 99}, "unit"),
+                ("amount-zero", {"amount": 0}, "amount"),
+                ("amount-negative", {"amount": -1}, "amount"),
+                ("money-amount-over-max", {"unit": pb.BUCKET_MONEY, "amount": AMOUNT_MAX + 1}, "amount"),
+                ("seconds-amount-over-max", {"amount": USAGE_MAX + 1}, "amount"),
+                ("amount-int64-max", {"unit": pb.BUCKET_BYTES, "amount": INT64_MAX}, "amount"),
+                ("valid-from-negative", {"valid_from_ms": -1}, "valid_from_ms"),
+                ("valid-from-past-9999", {"valid_from_ms": INSTANT_MAX_MS + 1}, "valid_from_ms"),
+                ("valid-until-negative", {"valid_until_ms": -1}, "valid_until_ms"),
+                ("valid-until-past-9999", {"valid_until_ms": INSTANT_MAX_MS + 1}, "valid_until_ms"),
+                ("valid-until-at-valid-from", {"valid_from_ms": 10**12, "valid_until_ms": 10**12}, "valid_until_ms"),
+                ("valid-until-before-valid-from", {"valid_from_ms": 10**12, "valid_until_ms": 1}, "valid_until_ms"),
+                ("rating-group-zero", {"rating_groups": [VOICE, 0]}, "rating_groups[1]"),
+                ("too-many-rating-groups", {"rating_groups": list(range(1, 66))}, "rating_groups"),
+                ("destination-prefix-empty", {"destination_prefixes": [""]}, "destination_prefixes[0]"),
+                ("destination-prefix-plus", {"destination_prefixes": ["49", "+33"]}, "destination_prefixes[1]"),
+                ("destination-prefix-letters", {"destination_prefixes": ["4a"]}, "destination_prefixes[0]"),
+                ("destination-prefix-too-long", {"destination_prefixes": [DIGITS_33]}, "destination_prefixes[0]"),
+                ("too-many-destination-prefixes", {"destination_prefixes": [str(p) for p in range(100, 165)]},
+                 "destination_prefixes"),
+            ]]
 
 
 CASES = [
@@ -211,6 +314,8 @@ CASES = [
          "requested_units"),
     Case("reserve-units-uint64-max", "charging.Reserve", lambda c: reserve(c, requested_units=UINT64_MAX),
          "requested_units"),
+    *destination_cases("reserve", "charging.Reserve", reserve),
+    *zone_cases("reserve", "charging.Reserve", reserve),
     # ------------------------------------------------------------ ChargingService.Debit
     *id_cases("direct-debit", "charging.Debit", direct, "request_id"),
     *id_cases("direct-debit", "charging.Debit", direct, "subscriber_id"),
@@ -232,6 +337,23 @@ CASES = [
          "used_units"),
     Case("debit-rating-group-not-the-holds", "charging.Debit", lambda c: on_hold(c, rating_group=SMS),
          "rating_group"),
+    *destination_cases("direct-debit", "charging.Debit", direct),
+    *zone_cases("direct-debit", "charging.Debit", direct),
+    Case("direct-debit-started-negative", "charging.Debit", lambda c: direct(c, usage_started_at_ms=-1),
+         "usage_started_at_ms"),
+    Case("direct-debit-started-past-9999", "charging.Debit",
+         lambda c: direct(c, usage_started_at_ms=INSTANT_MAX_MS + 1), "usage_started_at_ms"),
+    Case("direct-debit-started-int64-max", "charging.Debit", lambda c: direct(c, usage_started_at_ms=INT64_MAX),
+         "usage_started_at_ms"),
+    # A debit on a hold is rated as the hold was granted: it may not name another number, zone or start.
+    Case("debit-on-hold-with-destination", "charging.Debit", lambda c: on_hold(c, destination="4930123"),
+         "destination"),
+    Case("debit-on-hold-with-roaming-zone", "charging.Debit", lambda c: on_hold(c, roaming_zone="eu"),
+         "roaming_zone"),
+    Case("debit-on-hold-with-usage-start", "charging.Debit", lambda c: on_hold(c, usage_started_at_ms=1),
+         "usage_started_at_ms"),
+    Case("debit-on-hold-with-bad-destination", "charging.Debit", lambda c: on_hold(c, destination="+49"),
+         "destination"),
     # ------------------------------------------------------------ ChargingService.Release
     *id_cases("release", "charging.Release", release, "request_id"),
     *id_cases("release", "charging.Release", release, "subscriber_id"),
@@ -255,6 +377,20 @@ CASES = [
          "amount_micros"),
     Case("top-up-amount-over-max", "charging.TopUp", lambda c: top_up(c, amount_micros=AMOUNT_MAX + 1),
          "amount_micros"),
+    Case("top-up-bucket-and-money", "charging.TopUp", lambda c: bucket_top_up(c, amount_micros=1), "amount_micros"),
+    Case("top-up-bucket-and-negative-money", "charging.TopUp", lambda c: bucket_top_up(c, amount_micros=-1),
+         "amount_micros"),
+    *bucket_cases("top-up-bucket", "charging.TopUp", bucket_top_up, "bucket"),
+    # ------------------------------------------------------------ ChargingService.Quote
+    *id_cases("quote", "charging.Quote", quote, "subscriber_id"),
+    Case("quote-rating-group-zero", "charging.Quote", lambda c: quote(c, rating_group=0), "rating_group"),
+    Case("quote-used-units-over-max", "charging.Quote", lambda c: quote(c, used_units=USAGE_MAX + 1), "used_units"),
+    Case("quote-used-units-uint64-max", "charging.Quote", lambda c: quote(c, used_units=UINT64_MAX), "used_units"),
+    *destination_cases("quote", "charging.Quote", quote),
+    *zone_cases("quote", "charging.Quote", quote),
+    Case("quote-at-negative", "charging.Quote", lambda c: quote(c, at_ms=-1), "at_ms"),
+    Case("quote-at-past-9999", "charging.Quote", lambda c: quote(c, at_ms=INSTANT_MAX_MS + 1), "at_ms"),
+    Case("quote-at-int64-min", "charging.Quote", lambda c: quote(c, at_ms=-(2**63)), "at_ms"),
     # ------------------------------------------------------------ ChargingService reads
     Case("get-balance-subscriber-empty", "charging.GetBalance", lambda c: pb.GetBalanceRequest(),
          "subscriber_id"),
@@ -281,6 +417,10 @@ CASES = [
          "credit_limit_micros"),
     Case("create-credit-limit-over-max", "account.CreateAccount",
          lambda c: create(c, credit_limit_micros=AMOUNT_MAX + 1), "credit_limit_micros"),
+    Case("create-too-many-buckets", "account.CreateAccount",
+         lambda c: create(c, buckets=[_bucket(weight=i) for i in range(65)]), "buckets"),
+    *bucket_cases("create-bucket", "account.CreateAccount",
+                  lambda c, **fields: create(c, buckets=[_bucket(), _bucket(**fields)]), "buckets[1]"),
     # ------------------------------------------------------------ AccountService.GetAccount
     Case("get-account-subscriber-empty", "account.GetAccount", lambda c: pb.GetAccountRequest(), "subscriber_id"),
     Case("get-account-subscriber-too-long", "account.GetAccount",
@@ -295,7 +435,7 @@ CASES = [
     Case("put-tariff-id-too-long", "catalog.PutTariff", lambda c: _put(LONG, [_rate()]), "tariff_plan_id"),
     Case("put-tariff-no-rates", "catalog.PutTariff", lambda c: _put(c.plan_id, []), "rates"),
     Case("put-tariff-too-many-rates", "catalog.PutTariff",
-         lambda c: _put(c.plan_id, [_rate(rating_group=g) for g in range(1, 1026)]), "rates"),
+         lambda c: _put(c.plan_id, [_rate(rating_group=g) for g in range(1, RATES_MAX + 2)]), "rates"),
     Case("put-tariff-rating-group-zero", "catalog.PutTariff",
          lambda c: _put(c.plan_id, [_rate(rating_group=0)]), "rates[0].rating_group"),
     Case("put-tariff-rating-group-twice", "catalog.PutTariff",
@@ -323,6 +463,109 @@ CASES = [
     Case("put-tariff-address-without-redirect", "catalog.PutTariff",
          lambda c: _put(c.plan_id, [_rate(final_unit_action=pb.TERMINATE, redirect_server_address="http://x")]),
          "rates[0].redirect_server_address"),
+    # ------------------------------------------------------------ a rate's selectors and charges
+    *[Case(f"put-tariff-rate-destination-prefix-{name}", "catalog.PutTariff",
+           (lambda c, prefix=prefix: _put(c.plan_id, [_rate(), _rate(destination_prefix=prefix)])),
+           "rates[1].destination_prefix")
+      for name, prefix in [("plus", "+49"), ("spaces", "49 30"), ("letters", "49ABC"),
+                           ("unicode-digits", "\u0664\u0669"), ("too-long", DIGITS_33)]],
+    Case("put-tariff-rate-selector-twice", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate(destination_prefix="49", time_band="peak", roaming_zone="eu"),
+                                    _rate(destination_prefix="49", time_band="peak", roaming_zone="eu")],
+                        time_bands=[_band()]), "rates[1].rating_group"),
+    Case("put-tariff-rate-group-with-two-volume-periods", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate(), _rate(destination_prefix="49", volume_period=pb.COUNTER_PERIOD_MONTH)]),
+         "rates[1].unit"),
+    Case("put-tariff-rate-group-with-two-units", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate(), _rate(destination_prefix="49", unit=pb.SECONDS)]), "rates[1].unit"),
+    *[Case(f"put-tariff-rate-{name}", "catalog.PutTariff",
+           (lambda c, fields=fields, plan=plan: _put(c.plan_id, [_rate(**fields)], **plan)), f"rates[0].{field}")
+      for name, fields, plan, field in [
+          ("time-band-unknown", {"time_band": "peak"}, {}, "time_band"),
+          ("time-band-not-of-the-plan", {"time_band": "night"}, {"time_bands": [_band()]}, "time_band"),
+          ("time-band-padded", {"time_band": " peak"}, {"time_bands": [_band()]}, "time_band"),
+          ("roaming-zone-too-long", {"roaming_zone": LONG}, {}, "roaming_zone"),
+          ("roaming-zone-padded", {"roaming_zone": SPACED}, {}, "roaming_zone"),
+          ("roaming-zone-control-char", {"roaming_zone": CONTROL}, {}, "roaming_zone"),
+          ("connect-fee-negative", {"connect_fee_micros": -1}, {}, "connect_fee_micros"),
+          ("connect-fee-over-max", {"connect_fee_micros": AMOUNT_MAX + 1}, {}, "connect_fee_micros"),
+          ("minimum-charge-negative", {"minimum_charge_micros": -1}, {}, "minimum_charge_micros"),
+          ("minimum-charge-over-max", {"minimum_charge_micros": AMOUNT_MAX + 1}, {}, "minimum_charge_micros"),
+          ("minimum-charge-above-maximum", {"minimum_charge_micros": 101, "maximum_cost_micros": 100}, {},
+           "minimum_charge_micros"),
+          ("maximum-cost-negative", {"maximum_cost_micros": -1}, {}, "maximum_cost_micros"),
+          ("maximum-cost-over-max", {"maximum_cost_micros": AMOUNT_MAX + 1}, {}, "maximum_cost_micros"),
+          ("cap-action-without-maximum", {"cap_action": pb.CAP_DENY_QUOTA}, {}, "cap_action"),
+          ("cap-action-unknown-enum-number", {"cap_action": 9, "maximum_cost_micros": 100}, {}, "cap_action"),
+          ("cap-action-negative-enum-number", {"cap_action": -1, "maximum_cost_micros": 100}, {}, "cap_action"),
+          ("volume-period-unknown-enum-number", {"volume_period": 9}, {}, "volume_period"),
+          ("volume-period-negative-enum-number", {"volume_period": -1}, {}, "volume_period"),
+      ]],
+    # ------------------------------------------------------------ a rate's tiers
+    *[Case(f"put-tariff-tiers-{name}", "catalog.PutTariff", (lambda c, rate=rate: _put(c.plan_id, [rate])),
+           f"rates[0].{field}")
+      for name, rate, field in [
+          ("with-price", _rate(tiers=[_tier(0)], price_micros=10, rate_units=0, increment_units=0), "price_micros"),
+          ("with-rate-units", _rate(tiers=[_tier(0)], price_micros=0, rate_units=1, increment_units=0),
+           "rate_units"),
+          ("with-increment", _rate(tiers=[_tier(0)], price_micros=0, rate_units=0, increment_units=1),
+           "increment_units"),
+          ("too-many", _tiered(*(_tier(i) for i in range(17))), "tiers"),
+          ("first-not-from-zero", _tiered(_tier(60), _tier(120)), "tiers[0].from_units"),
+          ("not-ascending", _tiered(_tier(0), _tier(60), _tier(60)), "tiers[2].from_units"),
+          ("descending", _tiered(_tier(0), _tier(120), _tier(60)), "tiers[2].from_units"),
+          ("length-not-whole-increments", _tiered(_tier(0, increment_units=60), _tier(90)), "tiers[1].from_units"),
+          ("from-over-max", _tiered(_tier(0), _tier(USAGE_MAX + 1)), "tiers[1].from_units"),
+          ("price-negative", _tiered(_tier(0, price_micros=-1)), "tiers[0].price_micros"),
+          ("price-over-max", _tiered(_tier(0), _tier(60, price_micros=AMOUNT_MAX + 1)), "tiers[1].price_micros"),
+          ("rate-units-zero", _tiered(_tier(0, rate_units=0)), "tiers[0].rate_units"),
+          ("increment-zero", _tiered(_tier(0), _tier(60, increment_units=0)), "tiers[1].increment_units"),
+          ("increment-over-max", _tiered(_tier(0, increment_units=USAGE_MAX + 1)), "tiers[0].increment_units"),
+      ]],
+    # ------------------------------------------------------------ the plan's calendar
+    *[Case(f"put-tariff-{name}", "catalog.PutTariff", (lambda c, plan=plan: _put(c.plan_id, [_rate()], **plan)),
+           field)
+      for name, plan, field in [
+          ("effective-from-negative", {"effective_from_ms": -1}, "effective_from_ms"),
+          ("effective-from-past-9999", {"effective_from_ms": INSTANT_MAX_MS + 1}, "effective_from_ms"),
+          ("effective-from-int64-min", {"effective_from_ms": -(2**63)}, "effective_from_ms"),
+          ("time-zone-unknown", {"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+          ("time-zone-path", {"time_zone": "../../etc/passwd"}, "time_zone"),
+          ("time-zone-absolute-path", {"time_zone": "/etc/localtime"}, "time_zone"),
+          ("time-zone-padded", {"time_zone": " Europe/Berlin"}, "time_zone"),
+          ("time-zone-nul", {"time_zone": "Europe/Berlin\x00"}, "time_zone"),
+          ("time-zone-too-long", {"time_zone": "Europe/" + "x" * 10_000}, "time_zone"),
+          ("rounding-unknown-enum-number", {"rounding": 9}, "rounding"),
+          ("rounding-negative-enum-number", {"rounding": -1}, "rounding"),
+          ("description-too-long", {"description": "d" * 1025}, "description"),
+          ("description-control-char", {"description": "line\nbreak"}, "description"),
+          ("too-many-holidays", {"holidays": ["2030-01-01"] * 1001}, "holidays"),
+          ("holiday-not-a-date", {"holidays": ["2030-12-25", "Christmas"]}, "holidays[1]"),
+          ("holiday-month-13", {"holidays": ["2030-13-01"]}, "holidays[0]"),
+          ("holiday-february-30", {"holidays": ["2030-02-30"]}, "holidays[0]"),
+          ("holiday-short-form", {"holidays": ["2030-1-1"]}, "holidays[0]"),
+          ("holiday-with-time", {"holidays": ["2030-01-01T00:00"]}, "holidays[0]"),
+          ("holiday-compact", {"holidays": ["20300101"]}, "holidays[0]"),
+          ("holiday-empty", {"holidays": [""]}, "holidays[0]"),
+          ("too-many-time-bands", {"time_bands": [_band(name=f"b{i}") for i in range(33)]}, "time_bands"),
+          ("time-band-name-empty", {"time_bands": [_band(name="")]}, "time_bands[0].name"),
+          ("time-band-name-too-long", {"time_bands": [_band(name=LONG)]}, "time_bands[0].name"),
+          ("time-band-name-padded", {"time_bands": [_band(name=SPACED)]}, "time_bands[0].name"),
+          ("time-band-name-twice", {"time_bands": [_band(), _band(days=[6, 7])]}, "time_bands[1].name"),
+          ("time-band-no-days", {"time_bands": [_band(days=[])]}, "time_bands[0].days"),
+          ("time-band-day-zero", {"time_bands": [_band(days=[1, 0])]}, "time_bands[0].days[1]"),
+          ("time-band-day-nine", {"time_bands": [_band(days=[9])]}, "time_bands[0].days[0]"),
+          ("time-band-day-twice", {"time_bands": [_band(days=[1, 2, 1])]}, "time_bands[0].days"),
+          ("time-band-from-minute-1440", {"time_bands": [_band(from_minute=1440, to_minute=1440)]},
+           "time_bands[0].from_minute"),
+          ("time-band-to-minute-1441", {"time_bands": [_band(to_minute=1441)]}, "time_bands[0].to_minute"),
+          ("time-band-empty-interval", {"time_bands": [_band(from_minute=600, to_minute=600)]},
+           "time_bands[0].to_minute"),
+          ("time-band-backwards", {"time_bands": [_band(from_minute=1200, to_minute=480)]},
+           "time_bands[0].to_minute"),
+          ("time-band-to-minute-zero", {"time_bands": [_band(name="night", from_minute=0, to_minute=0)]},
+           "time_bands[0].to_minute"),
+      ]],
     *[Case(f"put-tariff-counter-{name}", "catalog.PutTariff",
            (lambda c, fields=fields: _put(c.plan_id, [_rate()], counters=[_counter(**fields)])), field)
       for name, fields, field in [
@@ -420,14 +663,28 @@ def _world(calls, ctx: Context, request):
 
 
 # Fields whose every wire value is valid: a uint32 sequence number (an old one is
-# FAILED_PRECONDITION, tested with the sessions), and a cursor-less first watch.
+# FAILED_PRECONDITION, tested with the sessions), and a cursor-less first watch;
+# a bucket's uint32 weight; GetTariff's uint32 version (an unknown one is the result
+# TARIFF_PLAN_UNKNOWN, not an error).
 ALWAYS_VALID = {(method, "invocation_sequence_number")
-                for method in ("CreateSession", "UpdateSession", "ReleaseSession")} | {("PutTariff", "spend")}
+                for method in ("CreateSession", "UpdateSession", "ReleaseSession")} | {("PutTariff", "spend")} | {
+    ("TopUp", "weight"), ("CreateAccount", "weight"), ("GetTariff", "version")}
+
+
+def _field_names(field) -> list:
+    """The names a case must cover for a request field: its own, or for a message field
+    those of its fields (recursively: rates[0].tiers[1].from_units names from_units),
+    plus the repeated field's own name (too many entries). A singular message field
+    (TopUp's bucket) cannot be anything but its fields on the wire."""
+    if field.message_type is None:
+        return [field.name]
+    names = [name for inner in field.message_type.fields for name in _field_names(inner)]
+    return names + [field.name] if field.is_repeated else names
 
 
 def test_the_table_covers_every_field_of_every_request():
-    """Every field of every request message is named by some case (or by a rate's
-    or a unit usage's fields)."""
+    """Every field of every request message is named by some case (a message field:
+    each of its fields, e.g. a rate's, a tier's, a time band's, a bucket's)."""
     named = {(case.method.split(".")[1], case.field.split(".")[-1]) for case in CASES} | ALWAYS_VALID
     services = {"charging": pb.DESCRIPTOR.services_by_name["ChargingService"],
                 "account": pb.DESCRIPTOR.services_by_name["AccountService"],
@@ -438,17 +695,7 @@ def test_the_table_covers_every_field_of_every_request():
             if method.client_streaming:
                 continue  # Charge: its operations are the unary requests (see test_e2e_stream)
             for field in method.input_type.fields:
-                if field.name == "rates":
-                    fields = [f.name for f in pb.RatingGroupRate.DESCRIPTOR.fields] + ["rates"]
-                elif field.name == "controls":
-                    fields = [f.name for f in pb.PlanControl.DESCRIPTOR.fields] + ["controls"]
-                elif field.name == "policy_counters":
-                    fields = [f.name for f in pb.PolicyCounter.DESCRIPTOR.fields] + ["policy_counters", "at_least"]
-                elif field.name == "multiple_unit_usage":
-                    fields = [f.name for f in pb.MultipleUnitUsage.DESCRIPTOR.fields] + ["multiple_unit_usage"]
-                else:
-                    fields = [field.name]
-                missing += [(method.name, name) for name in fields if (method.name, name) not in named]
+                missing += [(method.name, name) for name in _field_names(field) if (method.name, name) not in named]
     assert missing == []
 
 
@@ -475,6 +722,40 @@ def test_bad_field_is_invalid_argument_naming_it_and_changes_nothing(calls, ctx,
     if _valid_id(request_id) and "subscriber_id" in type(request).DESCRIPTOR.fields_by_name:
         subscriber_id = request.subscriber_id if _valid_id(request.subscriber_id) else ctx.subscriber_id
         assert not calls.transaction(subscriber_id, request_id).found
+
+
+def test_the_requests_the_cases_spoil_are_valid_as_built(calls):
+    """The builders' own requests (new fields set) succeed, so that each case differs from a
+    valid request in its one bad field. On a context of its own: these change things."""
+    own = new_context(calls)
+    now_ms = time.time_ns() // 1_000_000
+    usage = _units((VOICE, 10, 0), destination="4930123", roaming_zone="home")
+    replies = {
+        "reserve": calls.stubs.charging.Reserve(reserve(own, destination="4930123", roaming_zone="home")),
+        "direct debit": calls.stubs.charging.Debit(direct(own, destination="4930123", roaming_zone="home",
+                                                          usage_started_at_ms=now_ms - 1_000)),
+        "debit on hold": calls.stubs.charging.Debit(on_hold(own)),
+        "bucket top-up": calls.stubs.charging.TopUp(bucket_top_up(own)),
+        "quote": calls.stubs.charging.Quote(quote(own, at_ms=now_ms)),
+        "account with buckets": calls.stubs.account.CreateAccount(create(own, buckets=[_bucket(), _bucket()])),
+        "session": calls.stubs.charging.CreateSession(create_session(own, multiple_unit_usage=usage)),
+        "plan": calls.stubs.catalog.PutTariff(_put(
+            new_id("plan-"),
+            [_rate(), _rate(destination_prefix="49", time_band="peak", roaming_zone="eu", connect_fee_micros=5,
+                            minimum_charge_micros=1, maximum_cost_micros=100, cap_action=pb.CAP_DENY_QUOTA),
+             _tiered(_tier(0, increment_units=60), _tier(60), rating_group=6,
+                     volume_period=pb.COUNTER_PERIOD_MONTH)],
+            time_bands=[_band(), _band(name="weekend", days=[6, 7, 8], from_minute=0, to_minute=1440)],
+            time_zone="Europe/Berlin", holidays=["2030-12-25"], rounding=pb.ROUNDING_HALF_EVEN,
+            description="every new field", effective_from_ms=now_ms)),
+        "tariff version": calls.stubs.catalog.GetTariff(pb.GetTariffRequest(tariff_plan_id=own.plan_id,
+                                                                            version=1)),
+    }
+    assert {name: pb.Result.Name(reply.result) for name, reply in replies.items()} == {
+        name: "SUCCESS" for name in replies}
+    assert replies["bucket top-up"].bucket_id
+    # The bucket (600 s of VOICE to numbers starting 49) pays for the quoted minute.
+    assert (replies["quote"].tariff_plan_id, replies["quote"].cost_micros) == (own.plan_id, 0)
 
 
 def test_the_hold_and_charge_survive_every_bad_case(calls, ctx):

@@ -500,6 +500,7 @@ RPCS = [
     Rpc("charging", "GetSession", CHARGING, lambda s: pb.GetSessionRequest(subscriber_id=s, session_id="none")),
     Rpc("charging", "WatchNotifications", CHARGING,
         lambda s: pb.WatchNotificationsRequest(client_id="scope-probe"), "server_stream"),
+    Rpc("charging", "Quote", CHARGING, lambda s: pb.QuoteRequest(subscriber_id=s, rating_group=VOICE, used_units=60)),
     Rpc("policy", "Subscribe", POLICY,
         lambda s: pb.SubscribeRequest(request_id=new_id(), subscriber_id=s, client_id="pcf-probe")),
     Rpc("policy", "Unsubscribe", POLICY,
