@@ -290,19 +290,10 @@ class Pricer:
 
     # ------------------------------------------------------------ exact pieces
 
-    def _segments(self, first: int, end: int):
-        """Positions [first, end) split at the anchor's tier boundaries."""
-        position = first
-        for index, tier in enumerate(self._tiers):
-            upper = self._tiers[index + 1].from_units if index + 1 < len(self._tiers) else end
-            if upper <= position:
-                continue
-            stop = min(upper, end)
-            if stop > position:
-                yield position, stop
-            position = stop
-            if position >= end:
-                return
+    def _segments(self, first: int, end: int, rate: Rate | None = None):
+        """Positions [first, end) split at the anchor's tier boundaries and at those
+        of the rate pricing them (a band's rate may tier differently)."""
+        return self._segments_all(first, end, () if rate is None or rate is self.anchor else (rate,))
 
     def exact(self, first: int, end: int, start_ms: int, at_ms: int, start_position: int,
               dearest: tuple[Rate, ...] = ()) -> Fraction:
@@ -314,7 +305,7 @@ class Pricer:
             return Fraction(0)
         total = Fraction(0)
         if dearest:
-            for x, y in self._segments(first, end):
+            for x, y in self._segments_all(first, end, dearest):
                 price = max(Fraction(t.price_micros, t.rate_units) for t in (tier_at(r, x) for r in dearest))
                 total += price * (y - x)
             return total
@@ -329,10 +320,21 @@ class Pricer:
             lower = first if number == 0 else start_position + -(-(cut_ms - start_ms) // 1000)
             upper = end if number + 1 == len(cuts) else start_position + -(-(cuts[number + 1][0] - start_ms) // 1000)
             lower, upper = max(lower, first), min(upper, end)
-            for x, y in self._segments(lower, upper):
+            for x, y in self._segments(lower, upper, rate):
                 tier = tier_at(rate, x)
                 total += Fraction(tier.price_micros, tier.rate_units) * (y - x)
         return total
+
+    def _segments_all(self, first: int, end: int, rates: tuple[Rate, ...]):
+        cuts = {t.from_units for t in self._tiers}
+        for rate in rates:
+            cuts.update(t.from_units for t in rate.effective_tiers)
+        position = first
+        for cut in sorted(c for c in cuts if first < c < end):
+            yield position, cut
+            position = cut
+        if position < end:
+            yield position, end
 
     def total(self, exact: Fraction, used_units: int) -> Fraction:
         """The session's cost so far: the fee once usage started, within the caps."""

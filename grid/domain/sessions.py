@@ -26,7 +26,7 @@ from fractions import Fraction
 
 from grid.domain import operations as ops
 from grid.domain import pricing, rating
-from grid.domain.bucket_rules import draws_tuple
+from grid.domain.bucket_rules import Consumption, draws_tuple
 from grid.domain.rating_rules import Progress
 from grid.domain.outcomes import (
     AccountState,
@@ -319,33 +319,38 @@ class SessionRules:
         if reservation is not None:
             used = self._consume_on_hold(account, reservation, pricer, progress, used_units, start_ms, now_ms)
             cost, from_hold, balance_part = used.cost, used.from_hold_micros, used.balance_micros
-        else:
-            used = None
-            cost = self._rate_more(account, pricer, progress, used_units, start_ms, now_ms)
-            from_hold, balance_part = 0, cost.charged_micros
+        else:  # late: buckets valid now pay first, as for any usage with no grant
+            unit_draws = self._unit_draws(account, pricer.unit, usage.rating_group, usage.destination, used_units,
+                                          now_ms)
+            money_units = used_units - sum(amount for _, amount in unit_draws)
+            cost = self._rate_more(account, pricer, progress, money_units, start_ms, now_ms)
+            money_draws = self._money_draws(account, usage.rating_group, usage.destination, cost.charged_micros,
+                                            now_ms)
+            used = Consumption(money_units, cost, unit_draws, money_draws, 0, 0)
+            from_hold, balance_part = 0, used.balance_micros
         if not self._balance_fits(account.balance_micros - balance_part):
             self._denied(JournalKind.DEBIT, op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account,
                          rating_group=rate.rating_group, units=used_units, session_id=session.session_id)
             return Result.BALANCE_LIMIT_EXCEEDED
         late = reservation is None
         if late:
-            overage_micros = max(0, cost.charged_micros - max(0, account.available_micros()))
+            overage_micros = max(0, balance_part - max(0, account.available_micros()))
         else:
             overage_micros = used.overage_micros
         before, reserved_before = account.balance_micros, account.reserved_micros
         reservation_id = ""
-        draws = ()
+        draws = draws_tuple(used.unit_draws + used.money_draws)
         if reservation is None:
+            self._take(account, used.unit_draws + used.money_draws)
             account.balance_micros -= balance_part
         else:
             self._apply_consumption(account, reservation, used)
-            draws = draws_tuple(used.unit_draws + used.money_draws)
             reservation.used_units += used_units
             self._set_hold_progress(reservation, cost.exact_after)
             reservation.state = next_state(reservation.state, ReservationEvent.DEBIT_PARTIAL)
             reservation_id = reservation.reservation_id
             self._mark("reservation", reservation_id, reservation)
-        money_units = used.money_units if used is not None else used_units
+        money_units = used.money_units
         self._set_group_progress(session, usage.rating_group,
                                  Progress(progress.anchor_ms, progress.used_units + money_units, cost.exact_after))
         self._count_volume(account, pricer, money_units, now_ms)
@@ -364,7 +369,7 @@ class SessionRules:
         return {"charge_id": charge.charge_id, "charged_micros": cost.charged_micros, "late": late,
                 "overage_micros": overage_micros, "rounding_residue_picos": cost.rounding_residue_picos,
                 "bucket_micros": cost.charged_micros - balance_part,
-                "bucket_units": used.bucket_units if used is not None else 0}
+                "bucket_units": used.bucket_units}
 
     def _return_hold(self, op, reservation: Reservation, account: Account, event: ReservationEvent,
                      now_ms: int) -> int:
