@@ -92,7 +92,7 @@ class ControllerActor:
                 source_shard = ray.get_actor(f"grid-{self._prefix}-shard-{source}", namespace=NAMESPACE)
                 target_shard = ray.get_actor(f"grid-{self._prefix}-shard-{target}", namespace=NAMESPACE)
                 exported = _apply(source_shard, ops.ExportSlots(tuple(group), count))
-                imported = _apply(target_shard, ops.ImportSlots(tuple(group), exported.records))
+                _apply(target_shard, ops.ImportSlots(tuple(group), exported.records))
                 with self._lock:
                     owners = list(self._map.shard_of_slot)
                     for slot in group:

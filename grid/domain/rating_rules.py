@@ -13,7 +13,7 @@ import dataclasses
 from fractions import Fraction
 
 from grid.domain import pricing, rating
-from grid.domain.outcomes import CounterPeriod, Unit
+from grid.domain.outcomes import Unit
 from grid.domain.policy_counters import period_bounds
 from grid.domain.records import Account, Reservation, VolumeCounter
 
@@ -184,6 +184,3 @@ class RatingRules:
         final = granted < requested_units or more == 0
         return Grant(granted, rated.charged_micros, final, change_ms)
 
-
-def is_volume(rate: rating.Rate) -> bool:
-    return rate.volume_period != CounterPeriod.COUNTER_PERIOD_UNSPECIFIED

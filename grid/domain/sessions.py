@@ -318,7 +318,7 @@ class SessionRules:
         start_ms = self._usage_start(session, pricer, usage, now_ms)
         if reservation is not None:
             used = self._consume_on_hold(account, reservation, pricer, progress, used_units, start_ms, now_ms)
-            cost, from_hold, balance_part = used.cost, used.from_hold_micros, used.balance_micros
+            cost, balance_part = used.cost, used.balance_micros
         else:  # late: buckets valid now pay first, as for any usage with no grant
             unit_draws = self._unit_draws(account, pricer.unit, usage.rating_group, usage.destination, used_units,
                                           now_ms)
@@ -327,7 +327,7 @@ class SessionRules:
             money_draws = self._money_draws(account, usage.rating_group, usage.destination, cost.charged_micros,
                                             now_ms)
             used = Consumption(money_units, cost, unit_draws, money_draws, 0, 0)
-            from_hold, balance_part = 0, used.balance_micros
+            balance_part = used.balance_micros
         if not self._balance_fits(account.balance_micros - balance_part):
             self._denied(JournalKind.DEBIT, op, Result.BALANCE_LIMIT_EXCEEDED, now_ms, account,
                          rating_group=rate.rating_group, units=used_units, session_id=session.session_id)

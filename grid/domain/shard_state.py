@@ -426,7 +426,6 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
     def _reserve(self, op: ops.Reserve, now_ms: int) -> ops.ReserveReply:
         """grant = min(requested, what the available money buys); a real hold."""
         account = self.accounts.get((op.tenant, op.subscriber_id))
-        rate = None
         if account is None:
             result = Result.USER_UNKNOWN
         elif account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
