@@ -5,7 +5,8 @@ Pure: a shard's state records and journal in, a report out. Run inside a live
 shard (AdminService.Audit, `grid audit`: the shard pauses for the read) or
 offline over a data directory or a restored snapshot (`grid audit
 --data-dir DIR`). Checks:
-- conservation: top-ups - charges + refunds == the sum of balances, per shard;
+- conservation: top-ups - charges + refunds (and the balances moved with slots or
+  delegated by pools) == the sum of balances, per shard;
 - holds: each account's held money == its active holds;
 - the journal: sequences 1..N without a gap, each account's chain of balances
   continuous (each record starts where the one before ended) and ending at the
@@ -36,6 +37,9 @@ class ShardAudit:
     # Balances of accounts that moved in and out with their slots.
     moved_in_micros: int = 0
     moved_out_micros: int = 0
+    # Balance money delegated out of pools and returned to them.
+    pool_in_micros: int = 0
+    pool_out_micros: int = 0
     balances_micros: int = 0
     held_micros: int = 0
     leakage: dict = dataclasses.field(default_factory=lambda: {
@@ -61,7 +65,8 @@ class ShardAudit:
         return {**dataclasses.asdict(self), "ok": self.ok}
 
 
-_MOVES = {JournalKind.TOP_UP: 1, JournalKind.REFUND: 1, JournalKind.DEBIT: -1}
+_MOVES = {JournalKind.TOP_UP: 1, JournalKind.REFUND: 1, JournalKind.DEBIT: -1, JournalKind.POOL_IN: 1,
+          JournalKind.POOL_OUT: -1}
 
 
 def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAudit:
@@ -118,6 +123,10 @@ def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAu
                 report.moved_in_micros += record.amount_micros
             elif record.kind == JournalKind.SLOT_MOVED_OUT:
                 report.moved_out_micros += record.amount_micros
+            elif record.kind == JournalKind.POOL_IN:
+                report.pool_in_micros += record.amount_micros
+            elif record.kind == JournalKind.POOL_OUT:
+                report.pool_out_micros += record.amount_micros
         if record.request_id and not record.trace_id and record.kind != JournalKind.EXPIRE:
             report.problem(f"#{record.sequence} {record.kind.name} of request {record.request_id} has no trace id")
         if record.request_id and record.kind in _MOVES and record.result == Result.SUCCESS:
@@ -141,10 +150,12 @@ def audit_shard(shard_id: int, records, journal: list[JournalRecord]) -> ShardAu
                            f"{position[key]}")
     # Conservation holds over the whole history only while the journal is whole.
     if first == 1 and (report.top_ups_micros - report.charges_micros + report.refunds_micros
-                       - report.moved_out_micros + report.moved_in_micros) != report.balances_micros:
+                       - report.moved_out_micros + report.moved_in_micros
+                       - report.pool_out_micros + report.pool_in_micros) != report.balances_micros:
         report.problem(f"conservation: top-ups {report.top_ups_micros} - charges {report.charges_micros} + refunds "
                        f"{report.refunds_micros} - moved out {report.moved_out_micros} + moved in "
-                       f"{report.moved_in_micros} != balances {report.balances_micros}")
+                       f"{report.moved_in_micros} - pool out {report.pool_out_micros} + pool in {report.pool_in_micros} != balances "
+                       f"{report.balances_micros}")
     return report
 
 
@@ -197,7 +208,8 @@ def overall(shards: list[ShardAudit]) -> dict:
     """The grid's report: every shard's, and their sums."""
     total = {name: sum(getattr(s, name) for s in shards) for name in (
         "journal_records", "accounts", "top_ups_micros", "charges_micros", "refunds_micros", "moved_in_micros",
-        "moved_out_micros", "balances_micros", "held_micros", "problems_total")}
+        "moved_out_micros", "pool_in_micros", "pool_out_micros", "balances_micros", "held_micros",
+        "problems_total")}
     leakage = {kind: {measure: sum(s.leakage[kind][measure] for s in shards) for measure in values}
                for kind, values in shards[0].leakage.items()} if shards else {}
     return {"ok": all(s.ok for s in shards), **total, "leakage": leakage, "shards": [s.as_dict() for s in shards]}

@@ -75,7 +75,8 @@ class BucketRules:
 
     # ------------------------------------------------------------ adding
 
-    def _add_bucket(self, account: Account, grant: ops.BucketGrant, op, now_ms: int) -> Bucket | None:
+    def _add_bucket(self, account: Account, grant: ops.BucketGrant, op, now_ms: int,
+                    pool_id: str = "") -> Bucket | None:
         """Add a bucket (dropping used-up and expired ones); None when the account has too many."""
         kept = tuple(b for b in account.buckets
                      if b.reserved or (b.remaining > 0 and (not b.valid_until_ms or b.valid_until_ms > now_ms)))
@@ -86,7 +87,7 @@ class BucketRules:
             bucket_id=self._next_id("B"), unit=grant.unit, initial=grant.amount, remaining=grant.amount, reserved=0,
             valid_from_ms=grant.valid_from_ms, valid_until_ms=grant.valid_until_ms, weight=grant.weight,
             rating_groups=grant.rating_groups, destination_prefixes=grant.destination_prefixes,
-            created_sequence=sequence,
+            created_sequence=sequence, pool_id=pool_id,
         )
         account.buckets = kept + (bucket,)
         self._mark("account", account.key, account)

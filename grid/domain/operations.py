@@ -353,6 +353,59 @@ class GetTariff:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PoolTake:
+    """At a pooled balance: take money from it for a member's sub-quota."""
+
+    tenant: str
+    subscriber_id: str  # the pool
+    request_id: str
+    counterparty: str  # the member
+    amount_micros: int
+    trace_id: str = ""
+    span_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "counterparty", "amount_micros")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolGive:
+    """Money from a pool's delegation: to a member as a sub-quota (a monetary bucket
+    tagged with the pool), or back to the pool's balance."""
+
+    tenant: str
+    subscriber_id: str
+    request_id: str
+    counterparty: str
+    amount_micros: int
+    as_bucket: bool
+    valid_until_ms: int = 0
+    trace_id: str = ""
+    span_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "counterparty", "amount_micros", "as_bucket", "valid_until_ms")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolReclaim:
+    """At a member: take back what its sub-quotas from the pool still hold (not held by grants)."""
+
+    tenant: str
+    subscriber_id: str  # the member
+    request_id: str
+    counterparty: str  # the pool
+    trace_id: str = ""
+    span_id: str = ""
+    PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "counterparty")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolReply:
+    result: Result
+    amount_micros: int = 0
+    bucket_id: str = ""
+    replayed: bool = False
+    trace_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ExportSlots:
     """Freeze slots at their source shard and hand over what their subscribers own."""
 
@@ -631,7 +684,7 @@ class Rejection:
 
 MutatingReply = Union[
     CreateAccountReply, SetAccountStateReply, TopUpReply, ReserveReply, DebitReply, ReleaseReply, RefundReply,
-    SessionReply, SubscribeReply, UnsubscribeReply,
+    SessionReply, SubscribeReply, UnsubscribeReply, PoolReply,
 ]
 
 
@@ -642,7 +695,7 @@ class TransactionReply:
 
 
 MUTATING_OPERATIONS = (CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, *SESSION_OPERATIONS,
-                       Subscribe, Unsubscribe)
+                       Subscribe, Unsubscribe, PoolTake, PoolGive, PoolReclaim)
 Operation = Union[
     CreateAccount, SetAccountState, TopUp, Reserve, Debit, Release, Refund, PutTariff,
     CreateSession, UpdateSession, ReleaseSession, Subscribe, Unsubscribe,

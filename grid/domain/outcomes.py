@@ -169,6 +169,10 @@ class JournalKind(enum.IntEnum):
     # The account left this shard with its slot (amount: its balance), or arrived.
     SLOT_MOVED_OUT = 18
     SLOT_MOVED_IN = 19
+    # Money left (amount: from the balance) or reached an account through a pooled
+    # balance's delegation (reference_id: the other account; bucket_draws: a sub-quota bucket).
+    POOL_OUT = 20
+    POOL_IN = 21
 
 
 class ControlKind(enum.IntEnum):

@@ -34,6 +34,8 @@ class Bucket:
     rating_groups: tuple[int, ...]
     destination_prefixes: tuple[str, ...]
     created_sequence: int
+    # A sub-quota delegated by a pooled balance (its account): reclaimed to it.
+    pool_id: str = ""
 
     def usable(self, now_ms: int) -> bool:
         return self.valid_from_ms <= now_ms and (not self.valid_until_ms or now_ms < self.valid_until_ms)

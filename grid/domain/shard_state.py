@@ -53,6 +53,7 @@ from grid.domain.records import (
 )
 from grid.domain.bucket_rules import BucketRules, draws_tuple
 from grid.domain.rating_rules import Progress, RatingRules
+from grid.domain.pool_rules import PoolRules
 from grid.domain.slot_rules import SlotRules
 from grid.domain.reservations import ReservationEvent, next_state
 from grid.domain.controls import ControlRules
@@ -87,7 +88,7 @@ class Writes:
                     or self.deleted_records)
 
 
-class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRules, SlotRules):
+class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRules, SlotRules, PoolRules):
     def __init__(self, shard_id: int, limits: CoreLimits = CoreLimits()) -> None:
         self.limits = limits
         self.meta = ShardMeta(shard_id=shard_id)
@@ -965,4 +966,7 @@ _HANDLERS = {
     ops.ExportSlots: ShardState._export_slots,
     ops.ImportSlots: ShardState._import_slots,
     ops.DropSlots: ShardState._drop_slots,
+    ops.PoolTake: ShardState._pool_take,
+    ops.PoolGive: ShardState._pool_give,
+    ops.PoolReclaim: ShardState._pool_reclaim,
 }

@@ -512,7 +512,22 @@ _VALIDATORS = {
     ops.ExportSlots: lambda op, limits: _validate_slots(op),
     ops.ImportSlots: lambda op, limits: _validate_slots(op),
     ops.DropSlots: lambda op, limits: _validate_slots(op),
+    ops.PoolTake: lambda op, limits: _validate_pool(op, limits),
+    ops.PoolGive: lambda op, limits: _validate_pool(op, limits),
+    ops.PoolReclaim: lambda op, limits: _validate_pool(op, limits),
 }
+
+
+def _validate_pool(op, limits: CoreLimits) -> None:
+    _identifier("counterparty", op.counterparty, limits)
+    if op.counterparty == op.subscriber_id:
+        raise InvalidArgument("counterparty", "a pool and its member are two accounts")
+    if not isinstance(op, ops.PoolReclaim):
+        _integer("amount_micros", op.amount_micros, 1, limits.amount_max_micros)
+    if isinstance(op, ops.PoolGive):
+        if not isinstance(op.as_bucket, bool):
+            raise InvalidArgument("as_bucket", "must be a boolean")
+        _integer("valid_until_ms", op.valid_until_ms, 0, INSTANT_MAX_MS)
 _SLOT_OPERATIONS = (ops.ExportSlots, ops.ImportSlots, ops.DropSlots)
 
 

@@ -39,7 +39,7 @@ def bucket_message(bucket: Bucket) -> pb.Bucket:
         bucket_id=bucket.bucket_id, unit=bucket.unit, initial=bucket.initial, remaining=bucket.remaining,
         reserved=bucket.reserved, valid_from_ms=bucket.valid_from_ms, valid_until_ms=bucket.valid_until_ms,
         weight=bucket.weight, rating_groups=list(bucket.rating_groups),
-        destination_prefixes=list(bucket.destination_prefixes),
+        destination_prefixes=list(bucket.destination_prefixes), pool_id=bucket.pool_id,
     )
 
 
@@ -434,6 +434,11 @@ def put_tariff_reply(reply: ops.PutTariffReply) -> pb.PutTariffResponse:
     return pb.PutTariffResponse(result=reply.result, version=reply.version)
 
 
+def pool_reply(reply: ops.PoolReply) -> pb.PoolResponse:
+    return pb.PoolResponse(result=reply.result, amount_micros=reply.amount_micros, bucket_id=reply.bucket_id,
+                           replayed=reply.replayed, trace_id=reply.trace_id)
+
+
 def quote_reply(reply: ops.QuoteReply, trace_id: str = "") -> pb.QuoteResponse:
     return pb.QuoteResponse(
         result=reply.result, cost_micros=reply.cost_micros, rounding_residue_picos=reply.rounding_residue_picos,
@@ -456,6 +461,7 @@ REPLY_FIELDS = {
     ops.SessionReply: ("session", session_reply),
     ops.SubscribeReply: ("subscribe", subscribe_reply),
     ops.UnsubscribeReply: ("unsubscribe", unsubscribe_reply),
+    ops.PoolReply: ("pool", pool_reply),
 }
 
 

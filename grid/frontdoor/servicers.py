@@ -19,7 +19,7 @@ from grid import tracing
 from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
-from grid.frontdoor import convert, errors, notifications
+from grid.frontdoor import convert, errors, notifications, pools
 from grid.frontdoor.guard import Denied, code_name
 from grid.frontdoor.router import Router, outcome_of
 
@@ -233,6 +233,28 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
 
 
 class AccountServicer(_Base, pb_grpc.AccountServiceServicer):
+    async def _pool(self, context, method: str, request, flow):
+        """A pooled-balance call: its steps (grid.frontdoor.pools) under one trace."""
+        started = time.monotonic()
+        guard = self._router.guard
+        principal = await guard.enter(context, method, request)
+        call = tracing.begin_call(self._router.tracing.policy, context.invocation_metadata())
+        reply = await flow(self._router, principal.tenant, request, call.trace_id_hex, deadline_of(context), call)
+        tracing.end_call(self._router.tracing, call, method, reply, None,
+                         int(reply.code) if isinstance(reply, Rejection) else 0)
+        self._router.count(method, reply, started)
+        if guard.admin_log is not None:
+            await guard.log(principal, method, request, outcome_of(reply), call.trace_id_hex, context.peer())
+        if isinstance(reply, Rejection):
+            await context.abort_with_status(rpc_status.to_status(errors.status_of(reply)))
+        return convert.pool_reply(reply)
+
+    async def DelegateFromPool(self, request, context):
+        return await self._pool(context, "charging.v1.AccountService/DelegateFromPool", request, pools.delegate)
+
+    async def ReclaimToPool(self, request, context):
+        return await self._pool(context, "charging.v1.AccountService/ReclaimToPool", request, pools.reclaim)
+
     async def CreateAccount(self, request, context):
         return await self._unary(context, "charging.v1.AccountService/CreateAccount", request,
                                  convert.create_account, convert.create_account_reply)

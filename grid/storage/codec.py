@@ -106,6 +106,11 @@ TYPE_CODES: dict[type, int] = {
     ops.DropSlots: 73,
     ops.SlotsReply: 74,
     ops.SlotMoved: 75,
+    # Pooled balances (stored inside idempotency records).
+    ops.PoolTake: 76,
+    ops.PoolGive: 77,
+    ops.PoolReclaim: 78,
+    ops.PoolReply: 79,
 }
 _CLASSES = {code: cls for cls, code in TYPE_CODES.items()}
 assert len(_CLASSES) == len(TYPE_CODES), "type codes must be unique"

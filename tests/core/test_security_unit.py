@@ -71,6 +71,8 @@ EXPECTED_SCOPES = {
     "AccountService/GetAccount": SCOPE_ACCOUNTS,
     "AccountService/SetAccountState": SCOPE_ACCOUNTS,
     "AccountService/GetBillingCycle": SCOPE_ACCOUNTS,
+    "AccountService/DelegateFromPool": SCOPE_ACCOUNTS,
+    "AccountService/ReclaimToPool": SCOPE_ACCOUNTS,
     "CatalogService/PutTariff": SCOPE_CATALOG,
     "CatalogService/GetTariff": SCOPE_CATALOG,
     "AdminService/Dispute": SCOPE_ADMIN,

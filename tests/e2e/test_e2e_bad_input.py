@@ -635,6 +635,21 @@ CASES = [
     Case("watch-client-too-long", "charging.WatchNotifications", lambda c: watch(c, client_id=LONG), "client_id"),
     Case("watch-cursor-foreign", "charging.WatchNotifications", lambda c: watch(c, cursor="c9.1.2"), "cursor"),
     Case("watch-cursor-wrong-shape", "charging.WatchNotifications", lambda c: watch(c, cursor="c1.x"), "cursor"),
+    *[case for field in ("request_id", "pool_id", "member_id") for case in id_cases(
+        "pool", "account.DelegateFromPool", lambda c, **f: _with(pb.DelegateFromPoolRequest(
+            request_id=new_id("pool-"), pool_id=c.subscriber_id, member_id=new_id("member-"), amount_micros=1), **f),
+        field)],
+    Case("pool-amount-zero", "account.DelegateFromPool", lambda c: pb.DelegateFromPoolRequest(
+        request_id=new_id("pool-"), pool_id=c.subscriber_id, member_id=new_id("member-")), "amount_micros"),
+    Case("pool-valid-until-negative", "account.DelegateFromPool", lambda c: pb.DelegateFromPoolRequest(
+        request_id=new_id("pool-"), pool_id=c.subscriber_id, member_id=new_id("member-"), amount_micros=1,
+        valid_until_ms=-1), "valid_until_ms"),
+    Case("pool-member-is-the-pool", "account.DelegateFromPool", lambda c: pb.DelegateFromPoolRequest(
+        request_id=new_id("pool-"), pool_id=c.subscriber_id, member_id=c.subscriber_id, amount_micros=1),
+        "member_id"),
+    *[case for field in ("request_id", "pool_id", "member_id") for case in id_cases(
+        "reclaim", "account.ReclaimToPool", lambda c, **f: _with(pb.ReclaimToPoolRequest(
+            request_id=new_id("back-"), pool_id=c.subscriber_id, member_id=new_id("member-")), **f), field)],
     *id_cases("bill", "account.GetBillingCycle",
               lambda c, **f: _with(pb.GetBillingCycleRequest(subscriber_id=c.subscriber_id), **f), "subscriber_id"),
     Case("bill-at-negative", "account.GetBillingCycle",

@@ -233,6 +233,8 @@ def _every_carried_kind():
         ops.Quote(T, "s", 1, 60, "4930", "eu"), ops.QuoteReply(Result.SUCCESS, 1_500, -3, 40, 60_000, "p", 2),
         records.VolumeCounter(T, "s", 7, 1_000, 2**40),
         ops.ExportSlots((1, 7), 1024), ops.DropSlots((7,)), ops.SlotMoved(7),
+        ops.PoolTake(T, "pool", "r", "m", 5), ops.PoolGive(T, "m", "r", "pool", 5, True, 9),
+        ops.PoolReclaim(T, "m", "r", "pool"), ops.PoolReply(Result.SUCCESS, 5, "B0-1"),
         ops.ImportSlots((7,), (records.VolumeCounter(T, "s", 7, 1_000, 5),)),
         ops.SlotsReply(2, (records.VolumeCounter(T, "s", 7, 1_000, 5),)),
         ops.TopUp(T, "s", "r3", 0, bucket=ops.BucketGrant(BucketUnit.SECONDS, 6_000, 1, 2, 3, (1, 2), ("49",))),

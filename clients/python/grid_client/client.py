@@ -294,6 +294,22 @@ class _Requests:
         return _Call("catalog", "PutTariff", request)
 
     @staticmethod
+    def delegate_from_pool(pool_id, member_id, amount_micros, valid_until_ms=0, request_id=None):
+        """A sub-quota of a pooled balance for a member (a monetary bucket on the member's shard)."""
+        request = pb.DelegateFromPoolRequest(request_id=request_id or new_request_id(), pool_id=pool_id,
+                                             member_id=member_id, amount_micros=amount_micros,
+                                             valid_until_ms=valid_until_ms)
+        # Retried with the same request id (each step is idempotent); no GetTransaction to settle by.
+        return _Call("account", "DelegateFromPool", request)
+
+    @staticmethod
+    def reclaim_to_pool(pool_id, member_id, request_id=None):
+        """What a member's sub-quotas from the pool still hold goes back to the pool."""
+        request = pb.ReclaimToPoolRequest(request_id=request_id or new_request_id(), pool_id=pool_id,
+                                          member_id=member_id)
+        return _Call("account", "ReclaimToPool", request)
+
+    @staticmethod
     def quote(subscriber_id, rating_group, used_units=0, destination="", roaming_zone="", at_ms=0):
         """Advice of charge: the cost of the usage and the units the balance buys."""
         return _Call("charging", "Quote", pb.QuoteRequest(
@@ -380,7 +396,7 @@ class ChargingClient:
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
                      "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle",
-                     "put_tariff_request", "quote"):
+                     "put_tariff_request", "quote", "delegate_from_pool", "reclaim_to_pool"):
             builder = getattr(_Requests, name)
             setattr(self, name, self._bind(builder))
 
@@ -474,7 +490,7 @@ class AsyncChargingClient:
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
                      "get_session", "dispute", "subscribe", "unsubscribe", "get_counters", "export_cdrs", "audit", "get_billing_cycle",
-                     "put_tariff_request", "quote"):
+                     "put_tariff_request", "quote", "delegate_from_pool", "reclaim_to_pool"):
             setattr(self, name, self._bind(getattr(_Requests, name)))
 
     def _bind(self, builder):

@@ -158,6 +158,8 @@ class JournalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOURNAL_BUCKET_ADDED: _ClassVar[JournalKind]
     JOURNAL_SLOT_MOVED_OUT: _ClassVar[JournalKind]
     JOURNAL_SLOT_MOVED_IN: _ClassVar[JournalKind]
+    JOURNAL_POOL_OUT: _ClassVar[JournalKind]
+    JOURNAL_POOL_IN: _ClassVar[JournalKind]
 RESULT_UNSPECIFIED: Result
 SUCCESS: Result
 CREDIT_LIMIT_REACHED: Result
@@ -261,6 +263,8 @@ JOURNAL_CONTROL_HIT: JournalKind
 JOURNAL_BUCKET_ADDED: JournalKind
 JOURNAL_SLOT_MOVED_OUT: JournalKind
 JOURNAL_SLOT_MOVED_IN: JournalKind
+JOURNAL_POOL_OUT: JournalKind
+JOURNAL_POOL_IN: JournalKind
 
 class QuoteRequest(_message.Message):
     __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms")
@@ -683,7 +687,7 @@ class BucketGrant(_message.Message):
     def __init__(self, unit: _Optional[_Union[BucketUnit, str]] = ..., amount: _Optional[int] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., weight: _Optional[int] = ..., rating_groups: _Optional[_Iterable[int]] = ..., destination_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Bucket(_message.Message):
-    __slots__ = ("bucket_id", "unit", "initial", "remaining", "reserved", "valid_from_ms", "valid_until_ms", "weight", "rating_groups", "destination_prefixes")
+    __slots__ = ("bucket_id", "unit", "initial", "remaining", "reserved", "valid_from_ms", "valid_until_ms", "weight", "rating_groups", "destination_prefixes", "pool_id")
     BUCKET_ID_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     INITIAL_FIELD_NUMBER: _ClassVar[int]
@@ -694,6 +698,7 @@ class Bucket(_message.Message):
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     RATING_GROUPS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
     bucket_id: str
     unit: BucketUnit
     initial: int
@@ -704,7 +709,8 @@ class Bucket(_message.Message):
     weight: int
     rating_groups: _containers.RepeatedScalarFieldContainer[int]
     destination_prefixes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, bucket_id: _Optional[str] = ..., unit: _Optional[_Union[BucketUnit, str]] = ..., initial: _Optional[int] = ..., remaining: _Optional[int] = ..., reserved: _Optional[int] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., weight: _Optional[int] = ..., rating_groups: _Optional[_Iterable[int]] = ..., destination_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
+    pool_id: str
+    def __init__(self, bucket_id: _Optional[str] = ..., unit: _Optional[_Union[BucketUnit, str]] = ..., initial: _Optional[int] = ..., remaining: _Optional[int] = ..., reserved: _Optional[int] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., weight: _Optional[int] = ..., rating_groups: _Optional[_Iterable[int]] = ..., destination_prefixes: _Optional[_Iterable[str]] = ..., pool_id: _Optional[str] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("subscriber_id",)
@@ -739,7 +745,7 @@ class GetTransactionRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetTransactionResponse(_message.Message):
-    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state", "session", "subscribe", "unsubscribe")
+    __slots__ = ("found", "reserve", "debit", "release", "refund", "top_up", "create_account", "set_account_state", "session", "subscribe", "unsubscribe", "pool")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
@@ -751,6 +757,7 @@ class GetTransactionResponse(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     UNSUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
     found: bool
     reserve: ReserveResponse
     debit: DebitResponse
@@ -762,7 +769,8 @@ class GetTransactionResponse(_message.Message):
     session: SessionResponse
     subscribe: SubscribeResponse
     unsubscribe: UnsubscribeResponse
-    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeResponse, _Mapping]] = ...) -> None: ...
+    pool: PoolResponse
+    def __init__(self, found: _Optional[bool] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., top_up: _Optional[_Union[TopUpResponse, _Mapping]] = ..., create_account: _Optional[_Union[CreateAccountResponse, _Mapping]] = ..., set_account_state: _Optional[_Union[SetAccountStateResponse, _Mapping]] = ..., session: _Optional[_Union[SessionResponse, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeResponse, _Mapping]] = ..., pool: _Optional[_Union[PoolResponse, _Mapping]] = ...) -> None: ...
 
 class ChargeRequest(_message.Message):
     __slots__ = ("correlation_tag", "reserve", "debit", "release", "refund", "top_up", "create_session", "update_session", "release_session")
@@ -911,6 +919,44 @@ class GetCountersResponse(_message.Message):
     result: Result
     statuses: _containers.RepeatedCompositeFieldContainer[CounterStatus]
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., statuses: _Optional[_Iterable[_Union[CounterStatus, _Mapping]]] = ...) -> None: ...
+
+class DelegateFromPoolRequest(_message.Message):
+    __slots__ = ("request_id", "pool_id", "member_id", "amount_micros", "valid_until_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    pool_id: str
+    member_id: str
+    amount_micros: int
+    valid_until_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., pool_id: _Optional[str] = ..., member_id: _Optional[str] = ..., amount_micros: _Optional[int] = ..., valid_until_ms: _Optional[int] = ...) -> None: ...
+
+class ReclaimToPoolRequest(_message.Message):
+    __slots__ = ("request_id", "pool_id", "member_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    pool_id: str
+    member_id: str
+    def __init__(self, request_id: _Optional[str] = ..., pool_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class PoolResponse(_message.Message):
+    __slots__ = ("result", "amount_micros", "bucket_id", "replayed", "trace_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: Result
+    amount_micros: int
+    bucket_id: str
+    replayed: bool
+    trace_id: str
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., amount_micros: _Optional[int] = ..., bucket_id: _Optional[str] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class GetBillingCycleRequest(_message.Message):
     __slots__ = ("subscriber_id", "at_ms")

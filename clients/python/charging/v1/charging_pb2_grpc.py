@@ -943,6 +943,16 @@ class AccountServiceStub:
                 request_serializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleResponse.FromString,
                 _registered_method=True)
+        self.DelegateFromPool = channel.unary_unary(
+                '/charging.v1.AccountService/DelegateFromPool',
+                request_serializer=charging_dot_v1_dot_charging__pb2.DelegateFromPoolRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.PoolResponse.FromString,
+                _registered_method=True)
+        self.ReclaimToPool = channel.unary_unary(
+                '/charging.v1.AccountService/ReclaimToPool',
+                request_serializer=charging_dot_v1_dot_charging__pb2.ReclaimToPoolRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.PoolResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -977,6 +987,25 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DelegateFromPool(self, request, context):
+        """Pooled balances (a family plan, an IoT fleet): the pool is an account; a
+        member gets a sub-quota, a monetary bucket tagged with the pool that the
+        member's own shard uses, so the pool's shard is not asked at each charge.
+        Two steps (take from the pool, give to the member), each idempotent under
+        a request id derived from this one: a retry finishes a half-done transfer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReclaimToPool(self, request, context):
+        """What the member's sub-quotas from the pool still hold (not held by a grant)
+        goes back to the pool's balance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -999,6 +1028,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetBillingCycle,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.GetBillingCycleResponse.SerializeToString,
+            ),
+            'DelegateFromPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.DelegateFromPool,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.DelegateFromPoolRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.PoolResponse.SerializeToString,
+            ),
+            'ReclaimToPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReclaimToPool,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.ReclaimToPoolRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.PoolResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1111,6 +1150,60 @@ class AccountService:
             '/charging.v1.AccountService/GetBillingCycle',
             charging_dot_v1_dot_charging__pb2.GetBillingCycleRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.GetBillingCycleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DelegateFromPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AccountService/DelegateFromPool',
+            charging_dot_v1_dot_charging__pb2.DelegateFromPoolRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.PoolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReclaimToPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.AccountService/ReclaimToPool',
+            charging_dot_v1_dot_charging__pb2.ReclaimToPoolRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.PoolResponse.FromString,
             options,
             channel_credentials,
             insecure,
