@@ -477,6 +477,31 @@ def _set_account_state(t: Targets):
                      st.sampled_from(t.w.victims))
 
 
+def _pool_party(t: Targets):
+    return pick(st.sampled_from(t.w.victims), t.subscriber, valid_id)
+
+
+def _delegate(t: Targets):
+    return st.builds(pb.DelegateFromPoolRequest, request_id=t.request_id, pool_id=_pool_party(t),
+                     member_id=_pool_party(t), amount_micros=t.money, valid_until_ms=int64)
+
+
+def _ok_delegate(t: Targets):
+    return st.builds(pb.DelegateFromPoolRequest, request_id=t.ok_request_id, pool_id=st.just(t.w.victims[0]),
+                     member_id=st.just(t.w.victims[-1]), amount_micros=small_money,
+                     valid_until_ms=pick(st.just(0), instant))
+
+
+def _reclaim(t: Targets):
+    return st.builds(pb.ReclaimToPoolRequest, request_id=t.request_id, pool_id=_pool_party(t),
+                     member_id=_pool_party(t))
+
+
+def _ok_reclaim(t: Targets):
+    return st.builds(pb.ReclaimToPoolRequest, request_id=t.ok_request_id, pool_id=st.just(t.w.victims[0]),
+                     member_id=st.just(t.w.victims[-1]))
+
+
 def _get_billing_cycle(t: Targets):
     return st.builds(pb.GetBillingCycleRequest, subscriber_id=t.subscriber, at_ms=int64)
 
@@ -826,6 +851,8 @@ CAMPAIGNS = {
     "account.SetAccountState": (lambda t: mixed(_ok_set_account_state(t), _set_account_state(t)), 50),
     "account.GetBillingCycle": (lambda t: mixed(_ok_reads(pb.GetBillingCycleRequest, t, at_ms=pick(
         st.just(0), st.integers(0, 4 * 10**12))), _get_billing_cycle(t)), 40),
+    "account.DelegateFromPool": (lambda t: mixed(_ok_delegate(t), _delegate(t)), 40),
+    "account.ReclaimToPool": (lambda t: mixed(_ok_reclaim(t), _reclaim(t)), 30),
     "catalog.PutTariff": (lambda t: mixed(_ok_put_tariff(t), _put_tariff(t)), 80),
     "catalog.GetTariff": (lambda t: mixed(st.builds(pb.GetTariffRequest, tariff_plan_id=t.ok_plan_id,
                                                     version=st.integers(0, 3)), _get_tariff(t)), 25),
@@ -950,6 +977,13 @@ def spare_the_watched(w: World, method: str, request):
         spare = request.state == pb.CLOSED
     elif method in ("charging.TopUp", "Charge.top_up"):
         spare = request.HasField("bucket") and _pays_the_final_checks(request.bucket)
+    elif method in ("account.DelegateFromPool", "account.ReclaimToPool"):
+        # A pool's money moves and a member's sub-quota is a monetary bucket: victims only.
+        if request.pool_id in w.real:
+            request.pool_id = w.victims[0]
+        if request.member_id in w.real:
+            request.member_id = w.victims[-1]
+        return request
     else:
         return request
     if spare and request.subscriber_id in w.real:
@@ -1143,6 +1177,9 @@ def _sweep_bases(w: World) -> dict:
         "account.GetAccount": [pb.GetAccountRequest(subscriber_id=w.real[0])],
         "account.SetAccountState": [pb.SetAccountStateRequest(subscriber_id=w.victims[0], state=pb.SUSPENDED)],
         "account.GetBillingCycle": [pb.GetBillingCycleRequest(subscriber_id=w.real[0])],
+        "account.DelegateFromPool": [pb.DelegateFromPoolRequest(pool_id=w.victims[0], member_id=w.victims[-1],
+                                                                amount_micros=1, valid_until_ms=_now_ms() + 60_000)],
+        "account.ReclaimToPool": [pb.ReclaimToPoolRequest(pool_id=w.victims[0], member_id=w.victims[-1])],
         "catalog.PutTariff": [plan],
         "catalog.GetTariff": [pb.GetTariffRequest(tariff_plan_id=w.plans[0], version=1)],
         "spending.Subscribe": [pb.SubscribeRequest(subscriber_id=w.real[0], client_id="pcf-sweep",

@@ -74,5 +74,5 @@ def test_a_pool_cannot_delegate_more_than_it_has_or_to_itself(stubs, plan):
     assert reply.result == pb.CREDIT_LIMIT_REACHED
     error = failing(stubs.account.DelegateFromPool, pb.DelegateFromPoolRequest(
         request_id=new_id("self-"), pool_id=pool, member_id=pool, amount_micros=1), timeout=30)
-    assert (error.code, error.field) == (grpc.StatusCode.INVALID_ARGUMENT, "counterparty")
+    assert (error.code, error.field) == (grpc.StatusCode.INVALID_ARGUMENT, "member_id")
     assert balance(stubs, pool).balance_micros == 10_000 and balance(stubs, device).buckets == []

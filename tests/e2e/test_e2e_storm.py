@@ -112,9 +112,15 @@ def test_calls_cut_off_by_their_deadline_are_settled_and_the_books_still_add_up(
     # Deadlines shorter than the grid's reply time: many calls end unknown, some of them
     # applied. GetTransaction settles each, the holds they left are released, and the
     # audit must still add up to the micro.
-    report = storm(embedded, unique(scenarios.VoiceCalls)(scenarios.VoiceCallsParams(
-        subscribers=10, rate_per_s=40, chunk_interval_s=0.2)), seconds=2, timeout_s=0.008)
-    settle = report["audit"]["settle"]
+    # The grid's reply time varies with the machine: shorter deadlines until some calls are
+    # cut off and some of those were applied (every run's books must add up all the same).
+    for timeout_s in (0.008, 0.004, 0.002, 0.001):
+        report = storm(embedded, unique(scenarios.VoiceCalls)(scenarios.VoiceCallsParams(
+            subscribers=10, rate_per_s=40, chunk_interval_s=0.2)), seconds=2, timeout_s=timeout_s)
+        assert_passed(report)
+        settle = report["audit"]["settle"]
+        if report["requests"]["failed"] > 0 and settle["resolved_applied"] > 0:
+            break
     assert report["requests"]["failed"] > 0 and settle["unknown_outcomes"] > 0
     assert settle["resolved_applied"] > 0 and settle["holds_released"] > 0 and settle["unresolved"] == 0
     assert_passed(report)
