@@ -5,8 +5,8 @@
 """
 
 import argparse
-import filecmp
 import pathlib
+import re
 import sys
 import tempfile
 
@@ -39,6 +39,27 @@ def generate(output_root: pathlib.Path) -> None:
         init.write_text('"""Generated from proto/ by `python -m grid.protogen`; do not edit."""\n')
 
 
+# The compiler stamps its own version into the stubs. A patch release of
+# grpcio-tools (a fresh install picks the newest in the pinned range) changes
+# only these stamps, which does not make the stubs stale: staleness is about
+# the proto. Each pattern keeps its text up to the version and masks the rest.
+_VERSION_STAMPS = (
+    re.compile(r"(GRPC_GENERATED_VERSION = )'[0-9.]+'"),
+    re.compile(r"(# Protobuf Python Version: )\S+"),
+    re.compile(r"(ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,)\s*\d+,\s*\d+,\s*\d+,"),
+)
+
+
+def without_version_stamps(text: str) -> str:
+    for stamp in _VERSION_STAMPS:
+        text = stamp.sub(r"\1<version>", text)
+    return text
+
+
+def _same_stub(fresh: pathlib.Path, committed: pathlib.Path) -> bool:
+    return without_version_stamps(fresh.read_text()) == without_version_stamps(committed.read_text())
+
+
 def stale_files() -> list[str]:
     with tempfile.TemporaryDirectory() as scratch:
         fresh = pathlib.Path(scratch)
@@ -47,7 +68,7 @@ def stale_files() -> list[str]:
         for path in sorted(fresh.rglob("*")):
             if path.is_file():
                 committed = OUTPUT_ROOT / path.relative_to(fresh)
-                if not committed.exists() or not filecmp.cmp(path, committed, shallow=False):
+                if not committed.exists() or not _same_stub(path, committed):
                     stale.append(str(committed.relative_to(ROOT)))
         return stale
 
