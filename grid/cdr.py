@@ -17,7 +17,8 @@ KIND_NAMES = {CDR_CHARGE: "CDR_CHARGE", CDR_REFUND: "CDR_REFUND", CDR_EXPIRY: "C
               CDR_UNRATED: "CDR_UNRATED"}
 FIELDS = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id",
           "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos",
-          "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id")
+          "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "bucket_units",
+          "bucket_micros", "bucket_draws")
 _CURSOR_VERSION = "cdr1"
 
 
@@ -55,7 +56,27 @@ def cdr_of(shard_id: int, record: JournalRecord) -> dict | None:
         "rounding_residue_picos": record.rounding_residue_picos, "tariff_plan_id": record.tariff_plan_id,
         "tariff_version": record.tariff_version, "late": record.late, "overage_micros": record.overage_micros,
         "trace_id": record.trace_id, "span_id": record.span_id, "tenant": record.tenant,
+        # Only a charge's draws: a hold's or expiry's are holdings, not what was paid.
+        **(_bucket_fields(record) if kind == CDR_CHARGE else
+           {"bucket_units": 0, "bucket_micros": 0, "bucket_draws": []}),
     }
+
+
+def _bucket_fields(record: JournalRecord) -> dict:
+    return {"bucket_units": record.bucket_units, "bucket_micros": record.bucket_micros,
+            "bucket_draws": [{"bucket_id": bucket_id, "amount": amount} for bucket_id, amount in record.bucket_draws]}
+
+
+def from_message(message) -> dict:
+    """A charging.v1.Cdr as the dict cdr_of makes (for files written from an export)."""
+    fields = {name: getattr(message, name) for name in FIELDS if name != "bucket_draws"}
+    fields["bucket_draws"] = [{"bucket_id": draw.bucket_id, "amount": draw.amount} for draw in message.bucket_draws]
+    return fields
+
+
+def draws_text(draws: list[dict]) -> str:
+    """A CSV cell: "B7=3600;B9=500000" (bucket=units, or micros for a monetary bucket)."""
+    return ";".join(f"{draw['bucket_id']}={draw['amount']}" for draw in draws)
 
 
 def encode_cursor(positions: list[int]) -> str:
@@ -78,5 +99,6 @@ def to_csv(cdrs: list[dict], header: bool) -> str:
     if header:
         writer.writeheader()
     for cdr in cdrs:
-        writer.writerow({**cdr, "kind": KIND_NAMES.get(cdr["kind"], cdr["kind"])})
+        writer.writerow({**cdr, "kind": KIND_NAMES.get(cdr["kind"], cdr["kind"]),
+                         "bucket_draws": draws_text(cdr.get("bucket_draws", []))})
     return out.getvalue()

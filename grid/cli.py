@@ -412,6 +412,8 @@ def cmd_dispute(args) -> int:
             rounding_residue_picos=e.rounding_residue_picos, tariff_plan_id=e.tariff_plan_id,
             tariff_version=e.tariff_version, late=e.late, overage_micros=e.overage_micros, trace_id=e.trace_id,
             session_id=e.session_id, span_id=e.span_id, reservation_id=e.reservation_id, status=e.status,
+            bucket_draws=tuple((draw.bucket_id, draw.amount) for draw in e.bucket_draws),
+            bucket_units=e.bucket_units, bucket_micros=e.bucket_micros,
         )
         events.append(dispute.Event(record, e.depth, e.parent_sequence))
     base_url = args.jaeger_url if args.jaeger_url is not None else ""
@@ -490,7 +492,7 @@ def _check_cdr_file(args) -> list[str]:
             cursor = ""
             while True:
                 page = client.export_cdrs(cursor)
-                journal_cdrs += [{name: getattr(c, name) for name in cdr.FIELDS} for c in page.cdrs]
+                journal_cdrs += [cdr.from_message(c) for c in page.cdrs]
                 cursor = page.next_cursor
                 if not page.more:
                     break
@@ -521,7 +523,7 @@ def cmd_cdr_export(args) -> int:
             except GridError as error:
                 print(f"error: {error}" + (f" (field: {error.field})" if error.field else ""), file=sys.stderr)
                 return 2
-            records = [{name: getattr(c, name) for name in cdr.FIELDS} for c in page.cdrs]
+            records = [cdr.from_message(c) for c in page.cdrs]
             if args.format == "csv":
                 sys.stdout.write(cdr.to_csv(records, header=written == 0))
             else:

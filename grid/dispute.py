@@ -106,6 +106,19 @@ def _micros(value: int) -> str:
     return f"{value:,} micros"
 
 
+def _bucket_note(record: JournalRecord) -> str:
+    """What buckets paid of a charge (amount_micros is the main balance's part)."""
+    if not record.bucket_draws:
+        return ""
+    parts = []
+    if record.bucket_units:
+        parts.append(f"{record.bucket_units:,} units")
+    if record.bucket_micros:
+        parts.append(_micros(record.bucket_micros))
+    draws = ", ".join(f"{bucket_id} {amount:,}" for bucket_id, amount in record.bucket_draws)
+    return f", buckets paid {' and '.join(parts) or 'nothing'} ({draws})"
+
+
 def describe(record: JournalRecord) -> str:
     """One line of what the record says, in words."""
     kind = record.kind
@@ -123,7 +136,8 @@ def describe(record: JournalRecord) -> str:
     if kind == JournalKind.DEBIT:
         on = f" on hold {record.reservation_id}" if record.reservation_id else " (direct)"
         notes = "".join([", late" if record.late else "",
-                         f", overage {_micros(record.overage_micros)}" if record.overage_micros else ""])
+                         f", overage {_micros(record.overage_micros)}" if record.overage_micros else "",
+                         _bucket_note(record)])
         return (f"charge {record.reference_id}{on}: {rating}{record.units} units, {_micros(record.amount_micros)} "
                 f"(rounding residue {record.rounding_residue_picos:+,} picos){tariff}{notes}")
     if kind == JournalKind.REFUND:

@@ -247,6 +247,11 @@ class UnitInformation:
     tariff_time_change_ms: int = 0
     bucket_micros: int = 0
     bucket_units: int = 0
+    # Of granted_units, those unit buckets cover; the money held in monetary
+    # buckets (held_micros is the main balance's part). Last: stored replies
+    # written before them decode with 0.
+    granted_bucket_units: int = 0
+    held_bucket_micros: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -335,6 +335,11 @@ class JournalRecord:
     status: str = ""
     # Drawn from (or, for BUCKET_ADDED, put in) buckets: (bucket_id, units or micros).
     bucket_draws: tuple[tuple[str, int], ...] = ()
+    # For a DEBIT: of units, those unit buckets covered; the money monetary buckets
+    # paid (amount_micros is the main balance's part). Added last: records written
+    # before them decode with 0.
+    bucket_units: int = 0
+    bucket_micros: int = 0
 
 
 @dataclasses.dataclass(slots=True)

@@ -364,7 +364,7 @@ class SessionRules:
             amount_micros=balance_part, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
             session_id=session.session_id, reservation_id=reservation_id, bucket_draws=draws,
-            **self._tariff_fields(pricer),
+            bucket_units=used.bucket_units, bucket_micros=used.bucket_micros, **self._tariff_fields(pricer),
         )
         return {"charge_id": charge.charge_id, "charged_micros": cost.charged_micros, "late": late,
                 "overage_micros": overage_micros, "rounding_residue_picos": cost.rounding_residue_picos,
@@ -428,6 +428,7 @@ class SessionRules:
             # Final units are not re-asked for: the network function acts when they are used.
             "threshold_units": 0 if final else granted * self.limits.quota_threshold_percent // 100,
             "tariff_time_change_ms": grant.tariff_time_change_ms,
+            "granted_bucket_units": bucket_units, "held_bucket_micros": sum(amount for _, amount in money_draws),
         }
         if final:
             info.update(self._final_units(rate, Result.SUCCESS))

@@ -545,7 +545,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             reference_id=charge.charge_id, rating_group=reservation.rating_group, units=op.used_units,
             amount_micros=used.balance_micros, balance_before_micros=before, reserved_before_micros=reserved_before,
             rounding_residue_picos=cost.rounding_residue_picos, overage_micros=overage_micros,
-            reservation_id=reservation.reservation_id, bucket_draws=draws, **self._tariff_fields(pricer),
+            reservation_id=reservation.reservation_id, bucket_draws=draws, bucket_units=used.bucket_units,
+            bucket_micros=used.bucket_micros, **self._tariff_fields(pricer),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros, overage=overage,
@@ -636,7 +637,9 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             reference_id=charge.charge_id, rating_group=rating_group, units=op.used_units,
             amount_micros=balance_micros, balance_before_micros=before,
             rounding_residue_picos=cost.rounding_residue_picos, late=late, overage_micros=overage_micros,
-            reservation_id=op.reservation_id, bucket_draws=charge.bucket_draws, **self._tariff_fields(pricer),
+            reservation_id=op.reservation_id, bucket_draws=charge.bucket_draws,
+            bucket_units=sum(amount for _, amount in unit_draws), bucket_micros=bucket_micros,
+            **self._tariff_fields(pricer),
         )
         return ops.DebitReply(
             Result.SUCCESS, charge_id=charge.charge_id, charged_micros=cost.charged_micros,

@@ -154,7 +154,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         except cluster.RETRYABLE_ERRORS as error:
             await _abort(context, ErrorCode.UNAVAILABLE, "", f"a shard did not answer ({type(error).__name__}); "
                          "ask again with the same cursor")
-        return pb.ExportCdrsResponse(cdrs=[pb.Cdr(**c) for c in cdrs], next_cursor=next_cursor, more=more)
+        return pb.ExportCdrsResponse(cdrs=[_cdr_message(c) for c in cdrs], next_cursor=next_cursor, more=more)
 
 
 async def export_cdrs(grid, cursor: str, limit: int, tenant: str | None = None) -> tuple[list[dict], str, bool]:
@@ -190,6 +190,11 @@ async def _shard_cdrs(grid, shard: int, position: int, room: int, tenant: str | 
             return found, position, True
 
 
+def _cdr_message(made: dict) -> pb.Cdr:
+    draws = [pb.BucketDraw(bucket_id=draw["bucket_id"], amount=draw["amount"]) for draw in made["bucket_draws"]]
+    return pb.Cdr(**{**made, "bucket_draws": draws})
+
+
 def _event(event: dispute.Event, base_url: str, shard: int) -> pb.DisputeEvent:
     r = event.record
     return pb.DisputeEvent(
@@ -201,5 +206,7 @@ def _event(event: dispute.Event, base_url: str, shard: int) -> pb.DisputeEvent:
         rounding_residue_picos=r.rounding_residue_picos, tariff_plan_id=r.tariff_plan_id,
         tariff_version=r.tariff_version, late=r.late, overage_micros=r.overage_micros, trace_id=r.trace_id,
         span_id=r.span_id, trace_url=dispute.trace_url(base_url, r.trace_id), depth=event.depth,
-        parent_sequence=event.parent_sequence, shard_id=shard, status=r.status,
+        parent_sequence=event.parent_sequence, shard_id=shard, status=r.status, bucket_units=r.bucket_units,
+        bucket_micros=r.bucket_micros,
+        bucket_draws=[pb.BucketDraw(bucket_id=bucket_id, amount=amount) for bucket_id, amount in r.bucket_draws],
     )

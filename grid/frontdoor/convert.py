@@ -357,6 +357,7 @@ def _unit_information(info: ops.UnitInformation) -> pb.MultipleUnitInformation:
         overage_micros=info.overage_micros, rounding_residue_picos=info.rounding_residue_picos,
         released_micros=info.released_micros, tariff_time_change_ms=info.tariff_time_change_ms,
         bucket_micros=info.bucket_micros, bucket_units=info.bucket_units,
+        granted_bucket_units=info.granted_bucket_units, held_bucket_micros=info.held_bucket_micros,
     )
     if info.final_unit_action:
         message.final_unit_indication.CopyFrom(pb.FinalUnitIndication(

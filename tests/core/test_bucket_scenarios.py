@@ -28,7 +28,7 @@ import itertools
 
 import pytest
 
-from grid import audit
+from grid import audit, cdr, dispute
 from grid.domain import operations as ops
 from grid.domain.outcomes import BucketUnit, ErrorCode, JournalKind, ReservationState, Result, Unit
 from grid.domain.rating import Rate, TariffPlan
@@ -81,6 +81,8 @@ class World:
         assert self.do(ops.PutTariff(PLAN)) == ops.PutTariffReply(S, version=1)
         created = self.do(ops.CreateAccount(T, ALICE, self.rid(), "EUR", 0, PLAN.tariff_plan_id, buckets=buckets))
         assert created.result == S, created
+        # Each bucket's kind, kept here: a used-up bucket can leave the account.
+        self.money_buckets = {b.bucket_id for b in self.state.accounts[(T, ALICE)].buckets if b.unit == MONEY}
         if balance:
             assert self.do(ops.TopUp(T, ALICE, self.rid(), balance)).result == S
 
@@ -120,6 +122,8 @@ class World:
     def add(self, grant: ops.BucketGrant) -> str:
         reply = self.do(ops.TopUp(T, ALICE, self.rid(), 0, bucket=grant))
         assert reply.result == S and reply.bucket_id, reply
+        if grant.unit == MONEY:
+            self.money_buckets.add(reply.bucket_id)
         return reply.bucket_id
 
     def debit(self, rating_group: int, used_units: int, **fields) -> ops.DebitReply:
@@ -178,6 +182,18 @@ class World:
         for each in account.buckets:
             assert put_in[each.bucket_id] == each.initial, each
             assert each.initial - each.remaining == drawn[each.bucket_id], each
+        # Each charge's record says what unit and monetary buckets paid, and its CDR
+        # carries it: from the draws and the buckets' kinds, never from the replies.
+        money_buckets = self.money_buckets
+        for record in self.journal:
+            if record.kind != JournalKind.DEBIT or record.result != S:
+                continue
+            units = sum(amount for bucket_id, amount in record.bucket_draws if bucket_id not in money_buckets)
+            micros = sum(amount for bucket_id, amount in record.bucket_draws if bucket_id in money_buckets)
+            assert (record.bucket_units, record.bucket_micros) == (units, micros), record
+            made = cdr.cdr_of(SHARD, record)
+            assert (made["bucket_units"], made["bucket_micros"]) == (units, micros)
+            assert made["bucket_draws"] == [{"bucket_id": b, "amount": a} for b, a in record.bucket_draws]
 
 
 # ====================================================================== validity in time
@@ -655,4 +671,46 @@ def test_a_bucket_top_up_carries_no_money():
     added = w.do(ops.TopUp(T, ALICE, w.rid(), 0, bucket=bucket(EVENTS, 5)))
     assert (added.result, added.balance_micros) == (S, 1_000_000)
     assert w.buckets() == {added.bucket_id: (5, 0)}
+    w.check()
+
+
+# ====================================================================== what records and CDRs say of buckets
+
+
+def test_a_session_grant_says_what_buckets_hold_and_its_charges_say_what_they_paid():
+    w = World()
+    free = w.add(bucket(SECONDS, 100))
+    purse = w.add(bucket(MONEY, 30_000))
+    created = w.session(ops.CreateSession, "s1", 1, ops.UnitUsage(VOICE, requested_units=300))
+    # 300 s: the bucket's 100 s; 200 s priced 200 x 1_000 = 200_000: the purse holds 30_000, the balance 170_000.
+    assert (created.granted_units, created.granted_bucket_units) == (300, 100)
+    assert (created.held_micros, created.held_bucket_micros) == (170_000, 30_000)
+    assert w.buckets() == {free: (100, 100), purse: (30_000, 30_000)}
+
+    w.now = T0 + 150 * SECOND
+    update = w.session(ops.UpdateSession, "s1", 2, ops.UnitUsage(VOICE, requested_units=100, used_units=150))
+    # 100 s from the bucket, 50 s priced 50_000: the purse's 30_000 then 20_000 of the held money.
+    assert (update.charged_micros, update.bucket_units, update.bucket_micros) == (50_000, 100, 30_000)
+    # New grant, no buckets left: 100 s x 1_000 = 100_000 held, all from the balance.
+    assert (update.granted_units, update.granted_bucket_units, update.held_bucket_micros) == (100, 0, 0)
+    assert update.held_micros == 100_000
+    [debit] = [r for r in w.journal if r.kind == JournalKind.DEBIT]
+    assert (debit.amount_micros, debit.bucket_units, debit.bucket_micros) == (20_000, 100, 30_000)
+    assert debit.bucket_draws == ((free, 100), (purse, 30_000))
+
+    made = cdr.cdr_of(SHARD, debit)
+    assert (made["units"], made["amount_micros"], made["bucket_units"], made["bucket_micros"]) == (150, 20_000, 100,
+                                                                                                   30_000)
+    [header, row] = cdr.to_csv([{name: made[name] for name in cdr.FIELDS}], header=True).splitlines()
+    assert header.endswith(",bucket_units,bucket_micros,bucket_draws")
+    assert row.endswith(f",100,30000,{free}=100;{purse}=30000")
+    text = dispute.describe(debit)
+    assert f"buckets paid 100 units and 30,000 micros ({free} 100, {purse} 30,000)" in text, text
+
+    w.now = T0 + 160 * SECOND
+    w.session(ops.ReleaseSession, "s1", 3, ops.UnitUsage(VOICE, used_units=10))
+    [_, last] = [r for r in w.journal if r.kind == JournalKind.DEBIT]
+    assert (last.amount_micros, last.bucket_units, last.bucket_micros, last.bucket_draws) == (10_000, 0, 0, ())
+    assert "buckets paid" not in dispute.describe(last)
+    assert cdr.cdr_of(SHARD, last)["bucket_draws"] == []
     w.check()

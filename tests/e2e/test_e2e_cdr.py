@@ -157,3 +157,42 @@ def test_the_billing_cycle_accumulates_charges_refunds_and_usage_per_rating_grou
                             subscriber.id], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert int(json.loads(shown.stdout)["net_micros"]) == cycle.net_micros
+
+
+def test_a_charge_paid_by_buckets_says_so_in_its_cdr_its_dispute_and_its_session_grant(client, embedded, subscriber):
+    """The CDR and the dispute chain of a charge partly paid by buckets carry
+    what each bucket paid (amount_micros is only the main balance's part); a
+    session's grant says what the buckets hold of it."""
+    seconds = client.top_up(subscriber.id, 0, bucket={"unit": pb.BUCKET_SECONDS, "amount": 30}).bucket_id
+    purse = client.top_up(subscriber.id, 0, bucket={"unit": pb.BUCKET_MONEY, "amount": 20_000}).bucket_id
+    debit = client.debit(subscriber.id, 100, rating_group=VOICE)
+    # 30 s from the seconds bucket; 70 s priced 70 x 1_000 = 70_000: the purse 20_000, the balance 50_000.
+    assert (debit.charged_micros, debit.bucket_units, debit.bucket_micros) == (70_000, 30, 20_000)
+
+    [charge] = [c for c in _export_all(client)[0] if c.subscriber_id == subscriber.id]
+    assert (charge.units, charge.amount_micros, charge.bucket_units, charge.bucket_micros) == (100, 50_000, 30, 20_000)
+    assert [(d.bucket_id, d.amount) for d in charge.bucket_draws] == [(seconds, 30), (purse, 20_000)]
+
+    chain = client.dispute(subscriber.id, charge_id=debit.charge_id)
+    [event] = [e for e in chain.events if e.kind == pb.JOURNAL_DEBIT]
+    assert (event.amount_micros, event.bucket_units, event.bucket_micros) == (50_000, 30, 20_000)
+    assert [(d.bucket_id, d.amount) for d in event.bucket_draws] == [(seconds, 30), (purse, 20_000)]
+    shown = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "dispute", subscriber.id,
+                            "--charge-id", debit.charge_id], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"buckets paid 30 units and 20,000 micros ({seconds} 30, {purse} 20,000)" in shown.stdout, shown.stdout
+
+    exported = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "cdr", "export",
+                               "--format", "csv"], capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    [row] = [r for r in csv.DictReader(io.StringIO(exported.stdout)) if r["subscriber_id"] == subscriber.id]
+    assert (row["bucket_units"], row["bucket_micros"], row["bucket_draws"]) == (
+        "30", "20000", f"{seconds}=30;{purse}=20000")
+
+    more = client.top_up(subscriber.id, 0, bucket={"unit": pb.BUCKET_SECONDS, "amount": 40}).bucket_id
+    created = client.create_session(subscriber.id, f"s-{subscriber.id}", [(VOICE, 100, 0)])
+    [grant] = created.multiple_unit_information
+    # 100 s: the new bucket's 40 s and 60 s x 1_000 = 60_000 held in the main balance.
+    assert (grant.granted_units, grant.granted_bucket_units, grant.held_micros, grant.held_bucket_micros) == (
+        100, 40, 60_000, 0)
+    assert {b.bucket_id: b.reserved for b in client.balance(subscriber.id).buckets}[more] == 40

@@ -373,7 +373,7 @@ class FinalUnitIndication(_message.Message):
     def __init__(self, final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ...) -> None: ...
 
 class MultipleUnitInformation(_message.Message):
-    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros", "tariff_time_change_ms", "bucket_micros", "bucket_units")
+    __slots__ = ("rating_group", "result", "granted_units", "validity_time_s", "quota_holding_time_s", "threshold_units", "final_unit_indication", "reservation_id", "held_micros", "used_units", "charge_id", "charged_micros", "late", "overage_micros", "rounding_residue_picos", "released_micros", "tariff_time_change_ms", "bucket_micros", "bucket_units", "granted_bucket_units", "held_bucket_micros")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     GRANTED_UNITS_FIELD_NUMBER: _ClassVar[int]
@@ -393,6 +393,8 @@ class MultipleUnitInformation(_message.Message):
     TARIFF_TIME_CHANGE_MS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
+    HELD_BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     result: Result
     granted_units: int
@@ -412,7 +414,9 @@ class MultipleUnitInformation(_message.Message):
     tariff_time_change_ms: int
     bucket_micros: int
     bucket_units: int
-    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., bucket_micros: _Optional[int] = ..., bucket_units: _Optional[int] = ...) -> None: ...
+    granted_bucket_units: int
+    held_bucket_micros: int
+    def __init__(self, rating_group: _Optional[int] = ..., result: _Optional[_Union[Result, str]] = ..., granted_units: _Optional[int] = ..., validity_time_s: _Optional[int] = ..., quota_holding_time_s: _Optional[int] = ..., threshold_units: _Optional[int] = ..., final_unit_indication: _Optional[_Union[FinalUnitIndication, _Mapping]] = ..., reservation_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., used_units: _Optional[int] = ..., charge_id: _Optional[str] = ..., charged_micros: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., released_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., bucket_micros: _Optional[int] = ..., bucket_units: _Optional[int] = ..., granted_bucket_units: _Optional[int] = ..., held_bucket_micros: _Optional[int] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
     __slots__ = ("result", "session_id", "invocation_sequence_number", "multiple_unit_information", "session_state", "supervision_time_s", "replayed", "trace_id")
@@ -1297,7 +1301,7 @@ class AuditResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., report_json: _Optional[str] = ...) -> None: ...
 
 class Cdr(_message.Message):
-    __slots__ = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "tenant")
+    __slots__ = ("cdr_id", "shard_id", "sequence", "at_ms", "kind", "subscriber_id", "request_id", "charge_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "tenant", "bucket_units", "bucket_micros", "bucket_draws")
     CDR_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -1319,6 +1323,9 @@ class Cdr(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_DRAWS_FIELD_NUMBER: _ClassVar[int]
     cdr_id: str
     shard_id: int
     sequence: int
@@ -1340,7 +1347,18 @@ class Cdr(_message.Message):
     trace_id: str
     span_id: str
     tenant: str
-    def __init__(self, cdr_id: _Optional[str] = ..., shard_id: _Optional[int] = ..., sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[CdrKind, str]] = ..., subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+    bucket_units: int
+    bucket_micros: int
+    bucket_draws: _containers.RepeatedCompositeFieldContainer[BucketDraw]
+    def __init__(self, cdr_id: _Optional[str] = ..., shard_id: _Optional[int] = ..., sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[CdrKind, str]] = ..., subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., tenant: _Optional[str] = ..., bucket_units: _Optional[int] = ..., bucket_micros: _Optional[int] = ..., bucket_draws: _Optional[_Iterable[_Union[BucketDraw, _Mapping]]] = ...) -> None: ...
+
+class BucketDraw(_message.Message):
+    __slots__ = ("bucket_id", "amount")
+    BUCKET_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    bucket_id: str
+    amount: int
+    def __init__(self, bucket_id: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
 
 class ExportCdrsRequest(_message.Message):
     __slots__ = ("cursor", "limit")
@@ -1377,7 +1395,7 @@ class DisputeRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ..., request_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class DisputeEvent(_message.Message):
-    __slots__ = ("sequence", "at_ms", "kind", "result", "request_id", "reference_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "balance_before_micros", "balance_after_micros", "reserved_before_micros", "reserved_after_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "trace_url", "depth", "parent_sequence", "shard_id", "status")
+    __slots__ = ("sequence", "at_ms", "kind", "result", "request_id", "reference_id", "reservation_id", "session_id", "rating_group", "units", "amount_micros", "balance_before_micros", "balance_after_micros", "reserved_before_micros", "reserved_after_micros", "rounding_residue_picos", "tariff_plan_id", "tariff_version", "late", "overage_micros", "trace_id", "span_id", "trace_url", "depth", "parent_sequence", "shard_id", "status", "bucket_units", "bucket_micros", "bucket_draws")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -1405,6 +1423,9 @@ class DisputeEvent(_message.Message):
     PARENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_UNITS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_DRAWS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     at_ms: int
     kind: JournalKind
@@ -1432,7 +1453,10 @@ class DisputeEvent(_message.Message):
     parent_sequence: int
     shard_id: int
     status: str
-    def __init__(self, sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[JournalKind, str]] = ..., result: _Optional[_Union[Result, str]] = ..., request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., balance_before_micros: _Optional[int] = ..., balance_after_micros: _Optional[int] = ..., reserved_before_micros: _Optional[int] = ..., reserved_after_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., trace_url: _Optional[str] = ..., depth: _Optional[int] = ..., parent_sequence: _Optional[int] = ..., shard_id: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+    bucket_units: int
+    bucket_micros: int
+    bucket_draws: _containers.RepeatedCompositeFieldContainer[BucketDraw]
+    def __init__(self, sequence: _Optional[int] = ..., at_ms: _Optional[int] = ..., kind: _Optional[_Union[JournalKind, str]] = ..., result: _Optional[_Union[Result, str]] = ..., request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., units: _Optional[int] = ..., amount_micros: _Optional[int] = ..., balance_before_micros: _Optional[int] = ..., balance_after_micros: _Optional[int] = ..., reserved_before_micros: _Optional[int] = ..., reserved_after_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., late: _Optional[bool] = ..., overage_micros: _Optional[int] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., trace_url: _Optional[str] = ..., depth: _Optional[int] = ..., parent_sequence: _Optional[int] = ..., shard_id: _Optional[int] = ..., status: _Optional[str] = ..., bucket_units: _Optional[int] = ..., bucket_micros: _Optional[int] = ..., bucket_draws: _Optional[_Iterable[_Union[BucketDraw, _Mapping]]] = ...) -> None: ...
 
 class DisputeResponse(_message.Message):
     __slots__ = ("events", "truncated")
