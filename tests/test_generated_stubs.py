@@ -37,18 +37,24 @@ def test_a_change_beyond_the_version_stamps_is_still_stale():
     assert protogen.without_version_stamps(changed) != protogen.without_version_stamps(grpc_text)
 
 
-def test_the_grpcio_floor_in_pyproject_runs_the_committed_stubs():
-    # The stub refuses to import under a grpcio older than the compiler that
-    # wrote it, so the install's floor must be at least that version.
+def _floor(package: str) -> tuple[int, ...]:
     import re
     import tomllib
 
-    stamped = re.search(r"GRPC_GENERATED_VERSION = '([0-9.]+)'", GRPC_STUB.read_text()).group(1)
     project = tomllib.loads((pathlib.Path(protogen.ROOT) / "pyproject.toml").read_text())["project"]
-    floors = [re.match(r"grpcio>=([0-9.]+)", dep) for dep in project["dependencies"]]
-    floor = next(match.group(1) for match in floors if match)
+    floors = [re.fullmatch(rf"{package}>=([0-9.]+),<([0-9.]+)", dep) for dep in project["dependencies"]]
+    [floor] = [match.group(1) for match in floors if match]
+    return tuple(int(part) for part in floor.split("."))
 
-    def as_tuple(version: str) -> tuple[int, ...]:
-        return tuple(int(part) for part in version.split("."))
 
-    assert as_tuple(floor) >= as_tuple(stamped), f"pyproject grpcio>={floor} but the stubs need grpcio>={stamped}"
+def test_the_grpcio_and_protobuf_floors_in_pyproject_run_the_committed_stubs():
+    # The stubs refuse to import under a grpcio or protobuf older than the
+    # compiler that wrote them (or protobuf of another major version), so the
+    # install's floors must be at least those versions.
+    import re
+
+    stamped = re.search(r"GRPC_GENERATED_VERSION = '([0-9.]+)'", GRPC_STUB.read_text()).group(1)
+    assert _floor("grpcio") >= tuple(int(part) for part in stamped.split(".")), f"the stubs need grpcio>={stamped}"
+    runtime = re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),", MESSAGES_STUB.read_text())
+    needed = tuple(int(part) for part in runtime.groups())
+    assert _floor("protobuf") >= needed and _floor("protobuf")[0] == needed[0], f"the stubs need protobuf>={needed}"
