@@ -276,6 +276,10 @@ def cmd_cluster_move(args) -> int:
     cluster.start_ray(config)
     try:
         print(json.dumps(cluster.move_slots(config, _parse_slots(args.slots), args.target)))
+    except cluster.RETRYABLE_ERRORS as error:
+        print(f"error: the controller stopped during the move ({type(error).__name__}); restarted, it finishes "
+              "the move itself (`grid cluster move-slots` again waits for it and reports)", file=sys.stderr)
+        return 1
     finally:
         cluster.stop_ray()
     return 0

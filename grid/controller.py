@@ -8,12 +8,19 @@ by. A slot move (grid.domain.slot_rules) is driven from here: export at the
 source, import at the target, switch the map, drop at the source; each step
 is one operation in the shard's own order, and a move run again after a
 failure finishes what the first left.
+
+A move is written down (the map file's "moving") before its first step and
+crossed out after its last, so a controller that dies midway (its node lost,
+its process killed) finishes the move itself when Ray restarts it: the slots
+it froze are served again within seconds, without an operator.
 """
 
 import json
+import logging
 import os
 import pathlib
 import threading
+import time
 
 from grid.routing import ShardMap
 
@@ -21,6 +28,12 @@ NAMESPACE = "charging-grid"
 
 
 MAP_FILE = "shard-map.json"
+# A restarted controller finishing a move retries while shards restart too: at
+# most this many tries, this far apart.
+RESUME_TRIES_MAX = 150
+RESUME_PAUSE_S = 2.0
+
+log = logging.getLogger("grid.controller")
 
 
 class ControllerActor:
@@ -28,14 +41,35 @@ class ControllerActor:
         # The map lives beside the shards' data (on a cluster: the shared volume), so a
         # restarted controller, or grid, routes moved slots where they went.
         self._path = pathlib.Path(data_dir) / MAP_FILE if data_dir else None
-        self._map = _load(self._path) if self._path is not None and self._path.exists() else ShardMap.even(slots,
-                                                                                                            shards)
+        self._map, self._moving = (_load(self._path) if self._path is not None and self._path.exists()
+                                   else (ShardMap.even(slots, shards), None))
         if self._map.slots != slots:
             raise ValueError(f"{self._path} maps {self._map.slots} slots, the grid has {slots}")
         self._shards = shards
         self._prefix = actor_prefix
         self._lock = threading.Lock()  # the actor is threaded: polls are answered during a move
         self._move_lock = threading.Lock()
+        if self._moving is not None:
+            threading.Thread(target=self._resume, args=(self._moving,), name="resume-move", daemon=True).start()
+
+    def _resume(self, moving: dict) -> None:
+        """Finish the move a previous incarnation of this controller left midway."""
+        for attempt in range(1, RESUME_TRIES_MAX + 1):
+            try:
+                self.move_slots(moving["slots"], moving["target"], _resuming=True)
+                log.warning("finished the move of %d slots to shard %d a controller left unfinished",
+                            len(moving["slots"]), moving["target"])
+                return
+            except Exception:  # a shard restarting too: try again shortly
+                log.warning("finishing an unfinished move failed (try %d)", attempt, exc_info=True)
+                time.sleep(RESUME_PAUSE_S)
+        log.error("gave up finishing the move to shard %d: run `grid cluster move-slots` again",
+                  moving["target"])
+
+    def unfinished_move(self) -> dict | None:
+        """The move written down and not yet finished, if any."""
+        with self._lock:
+            return None if self._moving is None else dict(self._moving)
 
     def shard_map(self) -> tuple[int, int, tuple[int, ...]]:
         """(epoch, slots, shard of each slot)."""
@@ -53,13 +87,17 @@ class ControllerActor:
             self._replace(ShardMap(self._map.slots, tuple(shard_of_slot), self._map.epoch + 1))
             return self._map.epoch
 
-    def _replace(self, new_map: ShardMap) -> None:
-        """Durably first (synced file, then rename), then in memory."""
+    def _replace(self, new_map: ShardMap, moving: dict | None | bool = False) -> None:
+        """Durably first (synced file, then rename), then in memory. moving: the
+        move under way (None: none; False: unchanged)."""
+        if moving is False:
+            moving = self._moving
         if self._path is not None:
             temporary = self._path.with_suffix(".tmp")
             with open(temporary, "w") as file:
                 json.dump({"epoch": new_map.epoch, "slots": new_map.slots,
-                           "shard_of_slot": list(new_map.shard_of_slot)}, file)
+                           "shard_of_slot": list(new_map.shard_of_slot),
+                           **({"moving": moving} if moving is not None else {})}, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self._path)
@@ -69,39 +107,61 @@ class ControllerActor:
             finally:
                 os.close(directory)
         self._map = new_map
+        self._moving = moving
 
-    def move_slots(self, slots: list[int], target: int) -> dict:
+    def move_slots(self, slots: list[int], target: int, _resuming: bool = False) -> dict:
         """Move slots (from whichever shards hold them) to the target shard while
-        traffic flows. Returns what moved."""
+        traffic flows. Returns what moved. Run again after a failure (or by a
+        restarted controller) it finishes what the first run left."""
         import ray
 
         from grid.domain import operations as ops
+        from grid.shard import faults
 
         if not 0 <= target < self._shards:
             raise ValueError(f"no shard {target}")
+        # A test's fault point: die between import and switch (a first run only).
+        exit_after_import = not _resuming and faults.FaultPoints.from_environment(-1, 0).controller_exit_after_import
         with self._move_lock:
             epoch, count, owners = self.shard_map()
             if any(not 0 <= slot < count for slot in slots):
                 raise ValueError(f"slots are 0..{count - 1}")
+            wanted = sorted(set(slots))
+            if not wanted:
+                return {"accounts": 0, "slots": 0, "epochs": []}
             by_source: dict[int, list[int]] = {}
-            for slot in sorted(set(slots)):
+            for slot in wanted:
                 if owners[slot] != target:
                     by_source.setdefault(owners[slot], []).append(slot)
+            with self._lock:  # written down before the first step: a restarted controller finishes it
+                self._replace(self._map, {"slots": wanted, "target": target})
+
+            def shard(shard_id: int):
+                return ray.get_actor(f"grid-{self._prefix}-shard-{shard_id}", namespace=NAMESPACE)
+
             moved = {"accounts": 0, "slots": 0, "epochs": []}
             for source, group in by_source.items():
-                source_shard = ray.get_actor(f"grid-{self._prefix}-shard-{source}", namespace=NAMESPACE)
-                target_shard = ray.get_actor(f"grid-{self._prefix}-shard-{target}", namespace=NAMESPACE)
-                exported = _apply(source_shard, ops.ExportSlots(tuple(group), count))
-                _apply(target_shard, ops.ImportSlots(tuple(group), exported.records))
+                exported = _apply(shard(source), ops.ExportSlots(tuple(group), count))
+                _apply(shard(target), ops.ImportSlots(tuple(group), exported.records))
+                if exit_after_import:
+                    os._exit(faults.EXIT_CODE)
                 with self._lock:
                     owners = list(self._map.shard_of_slot)
                     for slot in group:
                         owners[slot] = target
                     self._replace(ShardMap(self._map.slots, tuple(owners), self._map.epoch + 1))
                     moved["epochs"].append(self._map.epoch)
-                _apply(source_shard, ops.DropSlots(tuple(group)))
+                _apply(shard(source), ops.DropSlots(tuple(group)))
                 moved["accounts"] += exported.accounts
                 moved["slots"] += len(group)
+            # A run that died after a switch left its source's records parked: every
+            # other shard drops what it may still hold of these slots (a no-op when
+            # it holds nothing), so the source's audit counts them out.
+            for other in range(self._shards):
+                if other != target and other not in by_source:
+                    moved["accounts"] += _apply(shard(other), ops.DropSlots(tuple(wanted))).accounts
+            with self._lock:
+                self._replace(self._map, None)
             return moved
 
 
@@ -118,6 +178,7 @@ def _apply(handle, operation):
     return reply
 
 
-def _load(path: pathlib.Path) -> ShardMap:
+def _load(path: pathlib.Path) -> tuple[ShardMap, dict | None]:
+    """The map, and the move under way when it was written (or None)."""
     found = json.loads(path.read_text())
-    return ShardMap(found["slots"], tuple(found["shard_of_slot"]), found["epoch"])
+    return ShardMap(found["slots"], tuple(found["shard_of_slot"]), found["epoch"]), found.get("moving")

@@ -3,6 +3,7 @@
     GRID_FAULTS="exit_after_commit=0.05,exit_before_commit=0.02,delay_after_commit_ms=200"
     GRID_FAULTS="crash_on_request_id=poison-1"
     GRID_FAULTS="clock_offset_ms=86400000"
+    GRID_FAULTS="controller_exit_after_import=1"
     GRID_FAULT_SEED=1234
 
 exit_after_commit kills the shard's process (as kill -9 would) right after its
@@ -14,7 +15,9 @@ caller's deadline expires after the effect happened. crash_on_request_id makes
 any batch carrying that request id fail as a bug in the core would (the shard
 exits and reloads). clock_offset_ms runs the shard's clock that far ahead (a
 clock jump; a restart with it crosses a counter period or a hold's expiry
-without waiting). Off unless armed; the
+without waiting). controller_exit_after_import kills the controller (not a
+shard) in a slot move between import and map switch, once: the restarted
+controller must finish the move itself. Off unless armed; the
 probabilities are per batch, drawn from a generator seeded per shard and epoch
 so a restarted shard does not replay the same draws.
 """
@@ -40,6 +43,8 @@ class FaultPoints:
     crash_on_request_id: str = ""
     # Added to the shard's clock.
     clock_offset_ms: int = 0
+    # Read by the controller only.
+    controller_exit_after_import: bool = False
     rng: random.Random = dataclasses.field(default_factory=random.Random)
 
     @classmethod
@@ -59,6 +64,8 @@ class FaultPoints:
                 faults.clock_offset_ms = int(value)
             elif name == "crash_on_request_id":
                 faults.crash_on_request_id = value.strip()
+            elif name == "controller_exit_after_import":
+                faults.controller_exit_after_import = value.strip() not in ("", "0")
             else:
                 raise ValueError(f"{ENVIRONMENT_VARIABLE}: unknown fault point {name!r}")
         return faults
