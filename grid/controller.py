@@ -32,6 +32,10 @@ MAP_FILE = "shard-map.json"
 # most this many tries, this far apart.
 RESUME_TRIES_MAX = 150
 RESUME_PAUSE_S = 2.0
+# A move goes this many slots at a time (export, import, switch, drop): each
+# step's records are one Ray call and one synced batch at the target, and a
+# slot is frozen only for its own step, not for the whole move.
+SLOTS_PER_STEP = 32
 
 log = logging.getLogger("grid.controller")
 
@@ -140,7 +144,9 @@ class ControllerActor:
                 return ray.get_actor(f"grid-{self._prefix}-shard-{shard_id}", namespace=NAMESPACE)
 
             moved = {"accounts": 0, "slots": 0, "epochs": []}
-            for source, group in by_source.items():
+            steps = [(source, group[start:start + SLOTS_PER_STEP]) for source, group in by_source.items()
+                     for start in range(0, len(group), SLOTS_PER_STEP)]
+            for source, group in steps:
                 exported = _apply(shard(source), ops.ExportSlots(tuple(group), count))
                 _apply(shard(target), ops.ImportSlots(tuple(group), exported.records))
                 if exit_after_import:
@@ -154,11 +160,12 @@ class ControllerActor:
                 _apply(shard(source), ops.DropSlots(tuple(group)))
                 moved["accounts"] += exported.accounts
                 moved["slots"] += len(group)
-            # A run that died after a switch left its source's records parked: every
-            # other shard drops what it may still hold of these slots (a no-op when
-            # it holds nothing), so the source's audit counts them out.
+            # A run that died between a switch and its drop left that step's records
+            # parked at its source: every other shard drops what it may still hold of
+            # these slots, all the target's now (a no-op when it holds nothing), so
+            # the source's audit counts them out.
             for other in range(self._shards):
-                if other != target and other not in by_source:
+                if other != target:
                     moved["accounts"] += _apply(shard(other), ops.DropSlots(tuple(wanted))).accounts
             with self._lock:
                 self._replace(self._map, None)
