@@ -6,16 +6,23 @@ Service reaches the front door and nothing else, the probes ask the gRPC port,
 every ConfigMap, Secret, key and volume named exists under k8s/, every file the
 grid is told to read is mounted, the `grid serve` command line is one the grid
 parses and accepts, traces flow front door -> collector -> Jaeger, and the
-probe script really checks health over mutual TLS."""
+probe script really checks health over mutual TLS. Also: the NetworkPolicies,
+evaluated over the manifests' pods, let in what the grid needs and nothing
+more; every Ray container authenticates with the cluster's token from the
+Secret; and the Dockerfile builds the image the pods name, on the Ray and
+Python pyproject.toml pins, with everything the install needs in the build."""
 
 import argparse
 import base64
+import dataclasses
 import json
 import pathlib
+import posixpath
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from concurrent import futures
 
 import grpc
@@ -25,6 +32,8 @@ import pytest
 import trustme
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from grid import cli, security
 
@@ -577,3 +586,437 @@ def test_the_probe_checks_health_over_mutual_tls(tmp_path):
         assert run_probe(command, mounts, server.port) == 0
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- Ray token authentication
+
+
+def test_every_ray_container_authenticates_with_the_clusters_token():
+    """RAY_AUTH_MODE=token and RAY_AUTH_TOKEN on the head, the shards and the
+    front doors (its `grid serve` is a driver): a node or driver without the
+    token, or with another, cannot join. The token comes from one Secret key,
+    never from the manifest, and each variable is set once (a later duplicate
+    would win)."""
+    cluster = raycluster()
+    sources = set()
+    for name, _, spec in groups(cluster):
+        variables = ray_container(spec).get("env", [])
+        names = [variable["name"] for variable in variables]
+        for required in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+            assert names.count(required) == 1, f"{name}: {required} set {names.count(required)} times"
+        env = {variable["name"]: variable for variable in variables}
+        assert env["RAY_AUTH_MODE"].get("value") == "token", name
+        token = env["RAY_AUTH_TOKEN"]
+        assert "value" not in token, f"{name}: the token is in the manifest"
+        ref = token.get("valueFrom", {}).get("secretKeyRef")
+        assert ref, f"{name}: RAY_AUTH_TOKEN is not from a Secret"
+        assert not ref.get("optional", False), f"{name}: a missing token must keep the pod from starting"
+        sources.add((ref["name"], ref["key"]))
+    assert sources == {("charging-grid-auth", "ray-auth-token")}, "every node needs the same token"
+    assert "ray-auth-token" in secret_keys(the("Secret", "charging-grid-auth"))
+
+
+def test_the_readme_creates_every_key_of_the_auth_secret():
+    """k8s/README.md's `kubectl create secret generic charging-grid-auth` makes
+    the keys the skeleton has (and the pods read), the Ray token among them."""
+    text = (K8S / "README.md").read_text().replace("\\\n", " ")
+    (command,) = [line for line in text.splitlines()
+                  if line.strip().startswith("kubectl create secret generic charging-grid-auth")]
+    keys = set()
+    for token in shlex.split(command, comments=True):
+        for option in ("--from-file=", "--from-literal="):
+            if token.startswith(option):
+                keys.add(token[len(option):].partition("=")[0])
+    assert keys == secret_keys(the("Secret", "charging-grid-auth"))
+
+
+# ---------------------------------------------------------------- NetworkPolicies
+#
+# A small evaluator of networking.k8s.io/v1 NetworkPolicy ingress, for the
+# features the manifests use (it fails on any other rather than guess): pod
+# and namespace selectors (matchLabels, matchExpressions), peers by
+# podSelector and/or namespaceSelector, rules without peers or without ports,
+# ports by number (endPort) or by the destination pod's container port name.
+# The manifests name no namespace: they are applied into one, NAMESPACE.
+
+NAMESPACE = "grid"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pod:
+    what: str
+    labels: dict[str, str]
+    ports: dict[str, int]  # named container ports, any container of the pod
+    namespace: str = NAMESPACE
+
+
+def network_policies() -> list[dict]:
+    return [document for (kind, _), document in objects().items() if kind == "NetworkPolicy"]
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A LabelSelector; {} selects everything."""
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, f"not modelled: {selector}"
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        matched = {"In": lambda: labels.get(key) in values,
+                   "NotIn": lambda: key not in labels or labels[key] not in values,
+                   "Exists": lambda: key in labels,
+                   "DoesNotExist": lambda: key not in labels}[operator]()
+        if not matched:
+            return False
+    return True
+
+
+def peer_admits(peer: dict, policy_namespace: str, source: Pod) -> bool:
+    assert set(peer) <= {"podSelector", "namespaceSelector"}, f"not modelled (ipBlock?): {peer}"
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": source.namespace}):
+            return False
+    elif source.namespace != policy_namespace:
+        return False  # a podSelector alone: pods of the policy's namespace
+    return "podSelector" not in peer or selects(peer["podSelector"], source.labels)
+
+
+def port_admits(ports: list[dict] | None, destination: Pod, port: int, protocol: str = "TCP") -> bool:
+    if not ports:
+        return True
+    for entry in ports:
+        assert set(entry) <= {"protocol", "port", "endPort"}, entry
+        if entry.get("protocol", "TCP") != protocol:
+            continue
+        value = entry.get("port")
+        if value is None:
+            return True
+        if isinstance(value, str):
+            assert "endPort" not in entry, "endPort needs a numbered port"
+            if destination.ports.get(value) == port:  # a name means the destination's container port
+                return True
+        elif value <= port <= entry.get("endPort", value):
+            return True
+    return False
+
+
+def admits(policies: list[dict], source: Pod, destination: Pod, port: int) -> bool:
+    """Whether the policies let source open a TCP connection to destination:port."""
+    isolating = [policy for policy in policies
+                 if policy["metadata"].get("namespace", NAMESPACE) == destination.namespace
+                 and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+                 and selects(policy["spec"]["podSelector"], destination.labels)]
+    if not isolating:
+        return True  # no policy selects the pod: it accepts everything
+    for policy in isolating:
+        namespace = policy["metadata"].get("namespace", NAMESPACE)
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            if (not peers or any(peer_admits(peer, namespace, source) for peer in peers)) \
+                    and port_admits(rule.get("ports"), destination, port):
+                return True
+    return False
+
+
+def named_ports(pod: dict) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for container in pod.get("initContainers", []) + pod["containers"]
+            for port in container.get("ports", []) if "name" in port}
+
+
+def ray_pod(group_name: str) -> Pod:
+    cluster = raycluster()
+    (pod,) = [Pod(f"RayCluster {name}", pod_labels(cluster, name, node_type, spec),
+                  named_ports(spec["template"]["spec"]))
+              for name, node_type, spec in groups(cluster) if name == group_name]
+    return pod
+
+
+def deployment_pod(name: str) -> Pod:
+    template = the("Deployment", name)["spec"]["template"]
+    return Pod(f"Deployment {name}", template["metadata"]["labels"], named_ports(template["spec"]))
+
+
+def manifest_pods() -> list[Pod]:
+    return [ray_pod(name) for name, _, _ in groups(raycluster())] + [
+        deployment_pod(name) for (kind, name) in objects() if kind == "Deployment"]
+
+
+def service_backend(address: str) -> tuple[Pod, int]:
+    """HOST:PORT of a Service of the manifests -> the one kind of pod it
+    selects and the container port the connection arrives at."""
+    host, _, number = address.removeprefix("http://").rpartition(":")
+    service = the("Service", host)
+    (entry,) = [port for port in service["spec"]["ports"] if port["port"] == int(number)]
+    (pod,) = [pod for pod in manifest_pods() if service["spec"]["selector"].items() <= pod.labels.items()]
+    target = entry.get("targetPort", entry["port"])
+    return pod, (pod.ports[target] if isinstance(target, str) else target)
+
+
+ALL_PORTS = range(1, 65536)
+
+
+def test_every_network_policy_selects_pods_of_the_manifests():
+    """A selector with a typo isolates nothing and says nothing: each policy
+    must select at least one pod the manifests run."""
+    policies = network_policies()
+    assert {policy["metadata"]["name"] for policy in policies} >= {
+        "charging-grid-ray", "charging-grid-frontdoor", "otel-collector"}
+    pods = manifest_pods()
+    for policy in policies:
+        selected = [pod.what for pod in pods if selects(policy["spec"]["podSelector"], pod.labels)]
+        assert selected, f"NetworkPolicy {policy['metadata']['name']} selects no pod of k8s/"
+
+
+def test_outsiders_reach_the_front_doors_grpc_port_and_nothing_else_of_the_grid():
+    """Any pod, in the grid's namespace or another, reaches the front door's gRPC
+    port (what the Service charging-grid forwards to) and in-cluster pods its
+    metrics; none reaches any other port of the front door, the Ray head (GCS,
+    Ray client), a shard pod, or the collector's OTLP port."""
+    policies = network_policies()
+    head, shards, front = ray_pod("headgroup"), ray_pod("shards"), ray_pod("frontdoor")
+    collector, collector_port = service_backend(environment(front_door()[1])["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    grpc_pod, grpc_port = service_backend(f"charging-grid:{flag(serve_argv(front_door()[1]), '--port')}")
+    assert grpc_pod == front
+    assert head.ports["gcs-server"] == 6379 and collector_port == 4317
+    outsiders = [Pod("another app's pod", {"app": "other"}, {}),
+                 Pod("a pod of another namespace", {"app": "other"}, {}, namespace="elsewhere")]
+    for outsider in outsiders:
+        assert admits(policies, outsider, front, grpc_port), outsider.what
+        assert admits(policies, outsider, front, front.ports["metrics"]), outsider.what
+        open_ports = {port for port in ALL_PORTS if admits(policies, outsider, front, port)}
+        assert open_ports == {grpc_port, front.ports["metrics"]}, f"{outsider.what}: front door ports {open_ports}"
+        assert not admits(policies, outsider, head, head.ports["gcs-server"]), outsider.what
+        for destination in (head, shards):
+            reachable = [port for port in ALL_PORTS if admits(policies, outsider, destination, port)]
+            assert not reachable, f"{outsider.what} reaches {destination.what} on {reachable[:10]}"
+        assert not admits(policies, outsider, collector, collector_port), outsider.what
+    # Grid-looking labels alone let nothing in: Jaeger carries part-of: charging-grid.
+    jaeger = deployment_pod("jaeger")
+    assert jaeger.labels.get("app.kubernetes.io/part-of") == "charging-grid"
+    assert not admits(policies, jaeger, collector, collector_port)
+    assert not admits(policies, jaeger, head, head.ports["gcs-server"])
+
+
+def test_the_grid_reaches_what_it_needs():
+    """The Ray nodes reach each other on every port (the GCS, and the random
+    ports of raylets and workers); the front doors and the shard actors reach
+    the collector's OTLP gRPC port (and no other of its ports); the collector
+    reaches Jaeger's, where its exporter points."""
+    policies = network_policies()
+    cluster = raycluster()
+    head, shards, front = ray_pod("headgroup"), ray_pod("shards"), ray_pod("frontdoor")
+    ray_pods = [ray_pod(name) for name, _, _ in groups(cluster)]
+    host, _, gcs = flag(serve_argv(front_door()[1]), "--ray-address").rpartition(":")
+    assert host == f"{cluster['metadata']['name']}-head-svc"
+    for source in ray_pods:
+        assert admits(policies, source, head, int(gcs)), f"{source.what} cannot reach the GCS"
+        for destination in ray_pods:
+            for port in (6379, 8076, 10001, 10002, 19999, 52365, 50051, 9464):
+                assert admits(policies, source, destination, port), f"{source.what} -> {destination.what}:{port}"
+    collector, collector_port = service_backend(environment(front_door()[1])["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert collector == deployment_pod("otel-collector")
+    for source in (front, shards):
+        assert admits(policies, source, collector, collector_port), f"{source.what} cannot export spans"
+        # ... and nothing else of it: OTLP/HTTP is unused, the health port is the kubelet's.
+        open_ports = {port for port in ALL_PORTS if admits(policies, source, collector, port)}
+        assert open_ports == {collector_port}, f"{source.what} reaches the collector on {sorted(open_ports)[:10]}"
+    exporters = collector_config()["exporters"]
+    for exporter in collector_config()["service"]["pipelines"]["traces"]["exporters"]:
+        backend, port = service_backend(exporters[exporter]["endpoint"])
+        assert backend == deployment_pod("jaeger")
+        assert admits(policies, collector, backend, port), f"the collector cannot reach {backend.what}:{port}"
+
+
+# ---------------------------------------------------------------- the image
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order: continuation lines joined, comments dropped."""
+    instructions, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.lstrip().startswith("#") or (not pending and not line.strip()):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).strip().partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends in a continuation"
+    return instructions
+
+
+def dockerignore() -> list[tuple[bool, re.Pattern]]:
+    """(excludes, regex) per line, as Docker reads .dockerignore: paths from the
+    context's root, `*` and `?` within a path segment, `**` across segments,
+    `!` for an exception; the last matching line decides."""
+    rules = []
+    for line in DOCKERIGNORE.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        excludes = not line.startswith("!")
+        pattern = posixpath.normpath(line.removeprefix("!").strip()).lstrip("/")
+        assert "[" not in pattern and "\\" not in pattern, f"not modelled: {line}"
+        regex, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            else:
+                regex += {"*": "[^/]*", "?": "[^/]"}.get(pattern[i], re.escape(pattern[i]))
+                i += 1
+        rules.append((excludes, re.compile(regex)))
+    return rules
+
+
+def dockerignored(path: str, rules: list[tuple[bool, re.Pattern]]) -> bool:
+    """Whether the build context leaves out path (relative to the root): a
+    line matching the path or a directory above it."""
+    parts = pathlib.PurePosixPath(path).parts
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for excludes, regex in rules:
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            ignored = excludes
+    return ignored
+
+
+def pip_installs(arguments: str) -> list[list[str]]:
+    """The arguments of each `pip install` in a RUN's shell command."""
+    found = []
+    for command in re.split(r"&&|;|\|\|", arguments):
+        words = shlex.split(command)
+        for start in range(len(words) - 1):
+            if words[start].rsplit("/", 1)[-1] in ("pip", "pip3") and words[start + 1] == "install":
+                found.append(words[start + 2:])
+    return found
+
+
+def the_install() -> tuple[int, list[str]]:
+    """(index of the instruction, pip's arguments) of the RUN that installs the project."""
+    installs = [(index, words) for index, (keyword, arguments) in enumerate(dockerfile()) if keyword == "RUN"
+                for words in pip_installs(arguments) if "." in words]
+    assert len(installs) == 1, f"expected one RUN pip install ., found {installs}"
+    return installs[0]
+
+
+def the_images_files_at_the_install() -> tuple[pathlib.PurePosixPath, dict[pathlib.PurePosixPath, str]]:
+    """Build the Dockerfile on paper up to the install: (the working directory
+    there, the image paths COPY filled from the context -> context path)."""
+    rules = dockerignore()
+    index, _ = the_install()
+    workdir, files = None, {}
+    for keyword, arguments in dockerfile()[:index]:
+        if keyword == "WORKDIR":
+            workdir = pathlib.PurePosixPath(workdir or "/") / arguments
+        if keyword not in ("COPY", "ADD"):
+            continue
+        assert keyword == "COPY", "ADD fetches and unpacks: COPY says what it does"
+        words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
+        flags = [word for word in words if word.startswith("--")]
+        *sources, destination = [word for word in words if not word.startswith("--")]
+        assert "--chown=ray:users" in flags, f"COPY {arguments}: owned by the image's user"
+        assert not any(flag.startswith("--from") for flag in flags), "one stage, from the context"
+        assert workdir or destination.startswith("/"), f"COPY {arguments}: relative to no WORKDIR"
+        into = workdir / destination if workdir else pathlib.PurePosixPath(destination)
+        as_directory = destination.endswith("/") or len(sources) > 1
+        for source in sources:
+            assert not set(source) & set("*?["), f"COPY {source}: name the files"
+            path = ROOT / source
+            assert path.exists(), f"COPY {source}: no such file or directory in the repository"
+            relative = path.relative_to(ROOT).as_posix()
+            assert not dockerignored(relative, rules), f"COPY {source}: .dockerignore leaves it out"
+            if path.is_dir():  # a directory's contents, not the directory itself
+                for file in path.rglob("*"):
+                    inside = file.relative_to(ROOT).as_posix()
+                    if file.is_file() and not dockerignored(inside, rules):
+                        files[into / file.relative_to(path).as_posix()] = inside
+            else:
+                files[into / path.name if as_directory else into] = relative
+    assert workdir is not None, "pip install . runs in no WORKDIR"
+    return workdir, files
+
+
+def test_the_base_image_has_the_ray_and_python_the_project_pins():
+    """FROM rayproject/ray:X.Y.Z-pyAB: X.Y.Z satisfies pyproject's ray
+    requirement and is the RayCluster's rayVersion; A.B is a Python
+    requires-python allows."""
+    (base,) = [arguments for keyword, arguments in dockerfile() if keyword == "FROM"]
+    image, _, tag = base.split()[0].partition(":")
+    assert image == "rayproject/ray", base
+    match = re.fullmatch(r"(\d+\.\d+\.\d+)-py(\d)(\d+)", tag)
+    assert match, f"{tag}: not a rayproject/ray CPU tag of a Ray release and Python"
+    ray_version, python = match[1], f"{match[2]}.{match[3]}"
+    metadata = pyproject()["project"]
+    (ray,) = [Requirement(line) for line in metadata["dependencies"] if Requirement(line).name == "ray"]
+    assert ray.specifier.contains(ray_version), f"the image's Ray {ray_version} is not {ray}"
+    assert SpecifierSet(metadata["requires-python"]).contains(python), \
+        f"the image's Python {python} is not {metadata['requires-python']}"
+    assert raycluster()["spec"]["rayVersion"] == ray_version
+
+
+def test_the_grid_pods_run_the_image_the_dockerfile_builds():
+    """Every container of every Ray pod runs charging-grid:<pyproject's version>,
+    the tag the Dockerfile and k8s/README.md say to build."""
+    metadata = pyproject()["project"]
+    image = f"{metadata['name']}:{metadata['version']}"
+    for name, _, spec in groups(raycluster()):
+        pod = spec["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert container["image"] == image, f"{name}: {container['name']} runs {container['image']}"
+    for document in (DOCKERFILE, K8S / "README.md", GRID / "raycluster.yaml"):
+        assert f"docker build -t {image} ." in document.read_text(), f"{document.name}: how to build {image}"
+
+
+def test_the_dockerfile_installs_the_project_as_the_ray_user():
+    index, words = the_install()
+    assert "--no-cache-dir" in words, "pip's cache only makes the image bigger"
+    assert not {"-e", "--editable", "--user"} & set(words), f"pip install {' '.join(words)}"
+    assert DOCKERFILE.read_text().startswith("#"), "the Dockerfile opens with what it is for"
+    users = [arguments for keyword, arguments in dockerfile() if keyword == "USER"]
+    assert set(users) <= {"ray"}, f"USER {users}: the Ray image's user, never root"
+    assert not any(keyword in ("FROM", "COPY", "ADD") for keyword, _ in dockerfile()[index + 1:]), \
+        "the install comes after everything it installs"
+
+
+def test_the_image_has_everything_the_install_needs():
+    """At the RUN pip install ., its directory holds pyproject.toml, the readme
+    and every file of every package setuptools finds (pyproject's
+    [tool.setuptools.packages.find]), at the paths pyproject expects them:
+    nothing left out by .dockerignore or copied to the wrong place."""
+    from setuptools import find_packages
+
+    workdir, files = the_images_files_at_the_install()
+    metadata = pyproject()
+    readme = metadata["project"]["readme"]
+    needed = ["pyproject.toml", readme if isinstance(readme, str) else readme["file"]]
+    find = metadata["tool"]["setuptools"]["packages"]["find"]
+    for where in find.get("where", ["."]):
+        packages = find_packages(str(ROOT / where), include=find.get("include", ["*"]), exclude=find.get("exclude", []))
+        assert packages, f"setuptools finds no package in {where}"
+        for package in packages:
+            directory = ROOT / where / package.replace(".", "/")
+            needed += [file.relative_to(ROOT).as_posix() for file in directory.iterdir()
+                       if file.is_file() and file.suffix != ".pyc"]
+    missing = [path for path in needed if files.get(workdir / path) != path]
+    assert not missing, f"not in {workdir} at the install: {missing[:10]}"
+
+
+def test_the_build_context_leaves_out_local_state():
+    rules = dockerignore()
+    for path in (".git/HEAD", ".venv/bin/python", "venv/bin/python", "grid-data/shard-0/CURRENT",
+                 "grid/__pycache__/cli.cpython-311.pyc", ".hypothesis/examples/x", ".pytest_cache/v/x",
+                 "tests/test_k8s_grid.py", "load_tests/README.md", "build/lib/grid/cli.py", "dist/x.whl",
+                 "charging_grid.egg-info/PKG-INFO", "clients/python/charging_grid.egg-info/PKG-INFO",
+                 "grid.pem", "grid-key.pem"):
+        assert dockerignored(path, rules), f".dockerignore sends {path}"
+    for path in ("pyproject.toml", "README.md", "grid/cli.py", "clients/python/grid_client/__init__.py"):
+        assert not dockerignored(path, rules), f".dockerignore leaves out {path}"
