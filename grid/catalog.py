@@ -197,6 +197,7 @@ def _rate(value, where: str) -> Rate:
         raise _Bad(fields.at(sorted(single)[0]), "give either tiers or one price (price, per, increment)")
     rate = Rate(
         rating_group=fields.integer("rating_group"),
+        service_identifier=fields.integer("service_identifier", 0),
         unit=fields.choice("unit", _UNITS, Unit.UNIT_UNSPECIFIED),
         price_micros=0 if tiers else fields.money("price"),
         rate_units=0 if tiers else fields.integer("per", 1),
@@ -382,6 +383,8 @@ def dump_plan(plan: TariffPlan) -> dict:
 
 def _dump_rate(rate: Rate) -> dict:
     out: dict = {"rating_group": rate.rating_group, "unit": _name(_UNITS, rate.unit)}
+    if rate.service_identifier:
+        out["service_identifier"] = rate.service_identifier
     for name in ("destination_prefix", "time_band", "roaming_zone"):
         if getattr(rate, name):
             out[name] = getattr(rate, name)

@@ -593,6 +593,11 @@ def _parse_bucket(text: str) -> dict:
     return bucket
 
 
+# RFC 4006 Service-Identifier: the service within the rating group, for rates that name one.
+_SERVICE_FLAG = (("--service",), {"type": int, "default": 0, "help": "service identifier within the rating group "
+                                                                      "(default: none)"})
+
+
 def _add_client_command(commands, name, help_text, call, arguments=(), *, request_id=True):
     parser = commands.add_parser(name, help=help_text)
     for flags, options in arguments:
@@ -766,18 +771,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_command(
         commands, "reserve", "hold money for units of a rating group",
         lambda c, a: c.reserve(a.subscriber, a.session, a.rating_group, a.units, request_id=a.request_id,
-                               destination=a.destination, roaming_zone=a.zone),
+                               destination=a.destination, roaming_zone=a.zone, service_identifier=a.service),
         [(("subscriber",), {}), (("rating_group",), {"type": int}), (("units",), {"type": int}),
          (("--session",), {"default": "cli"}), (("--destination",), {"default": "", "help": "E.164 digits"}),
-         (("--zone",), {"default": "", "help": "roaming zone"})],
+         (("--zone",), {"default": "", "help": "roaming zone"}), _SERVICE_FLAG],
     )
     _add_client_command(
         commands, "quote", "advice of charge: what usage would cost and the units the balance buys",
         lambda c, a: c.quote(a.subscriber, a.rating_group, a.units, destination=a.destination, roaming_zone=a.zone,
-                             at_ms=a.at_ms),
+                             at_ms=a.at_ms, service_identifier=a.service),
         [(("subscriber",), {}), (("rating_group",), {"type": int}), (("units",), {"type": int, "nargs": "?",
                                                                                   "default": 0}),
-         (("--destination",), {"default": ""}), (("--zone",), {"default": ""}),
+         (("--destination",), {"default": ""}), (("--zone",), {"default": ""}), _SERVICE_FLAG,
          (("--at",), {"dest": "at_ms", "type": _parse_time_ms, "default": 0, "help": "when (default: now)"})],
         request_id=False,
     )
@@ -785,11 +790,11 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "debit", "charge used units (against a reservation, or directly)",
         lambda c, a: c.debit(a.subscriber, a.units, reservation_id=a.reservation, rating_group=a.rating_group,
                              final=a.final, request_id=a.request_id, destination=a.destination, roaming_zone=a.zone,
-                             usage_started_at_ms=a.started_ms),
+                             usage_started_at_ms=a.started_ms, service_identifier=a.service),
         [(("subscriber",), {}), (("units",), {"type": int}), (("--reservation",), {"default": ""}),
          (("--rating-group",), {"type": int, "default": 0}), (("--final",), {"action": "store_true"}),
          (("--destination",), {"default": "", "help": "direct debits: E.164 digits"}),
-         (("--zone",), {"default": "", "help": "direct debits: roaming zone"}),
+         (("--zone",), {"default": "", "help": "direct debits: roaming zone"}), _SERVICE_FLAG,
          (("--started",), {"dest": "started_ms", "type": _parse_time_ms, "default": 0,
                            "help": "direct debits: when the usage began (default: it ended now)"})],
     )

@@ -91,8 +91,10 @@ class Reserve:
     # E.164 digits of the called party (rate selection by longest prefix), the roaming zone.
     destination: str = ""
     roaming_zone: str = ""
+    # The service within the rating group (RFC 4006 Service-Identifier; 0: none).
+    service_identifier: int = 0
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "session_id", "rating_group", "requested_units", "destination",
-                                "roaming_zone")
+                                "roaming_zone", "service_identifier")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,8 +116,9 @@ class Debit:
     destination: str = ""
     roaming_zone: str = ""
     usage_started_at_ms: int = 0
+    service_identifier: int = 0
     PAYLOAD_FIELDS: ClassVar = ("subscriber_id", "reservation_id", "rating_group", "used_units", "final",
-                                "destination", "roaming_zone", "usage_started_at_ms")
+                                "destination", "roaming_zone", "usage_started_at_ms", "service_identifier")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,6 +170,7 @@ class UnitUsage:
     used_units: int = 0
     destination: str = ""
     roaming_zone: str = ""
+    service_identifier: int = 0
 
 
 SESSION_PAYLOAD_FIELDS = ("subscriber_id", "session_id", "invocation_sequence_number", "multiple_unit_usage",
@@ -460,6 +464,7 @@ class Quote:
     roaming_zone: str = ""
     # When the usage would start (0: now).
     at_ms: int = 0
+    service_identifier: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -676,6 +681,7 @@ class QuoteReply:
     time_band: str = ""
     roaming_zone: str = ""
     currency: str = ""
+    service_identifier: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ Fraction = fractions.Fraction
 PICOS_PER_MICRO = 1_000_000
 HOLIDAY = 8
 _ANY = ""
+_ANY_SERVICE = 0  # a rate for every service of its rating group
 # Band changes are looked for this far ahead at most: usage longer than this
 # is priced at the band in force when the search stopped.
 _BAND_SEARCH_DAYS_MAX = 400
@@ -91,9 +92,11 @@ class PlanIndex:
         self.plan = plan
         self.zone = _zone(plan.time_zone)
         self.holidays = frozenset(datetime.date.fromisoformat(day) for day in plan.holidays)
-        self._groups: dict[tuple[int, str, str], _Prefixes] = {}
+        self._groups: dict[tuple[int, int, str, str], _Prefixes] = {}
         for rate in plan.rates:
-            self._groups.setdefault((rate.rating_group, rate.time_band, rate.roaming_zone), _Prefixes()).add(rate)
+            key = (rate.rating_group, rate.service_identifier, rate.time_band, rate.roaming_zone)
+            self._groups.setdefault(key, _Prefixes()).add(rate)
+        self._services = {rate.service_identifier for rate in plan.rates}
         for prefixes in self._groups.values():
             prefixes.freeze()
         # Every rate of a group has the same unit (validated).
@@ -105,21 +108,27 @@ class PlanIndex:
 
     # ------------------------------------------------------------ selection
 
-    def select(self, rating_group: int, destination: str, roaming_zone: str, band: str) -> Rate | None:
-        """The most specific rate: the zone's before any zone's; within a zone the
-        longest destination prefix; for that prefix the band's rate before the
-        any-time one (Berlin numbers priced at any time beat national at peak)."""
-        for zone in ((roaming_zone, _ANY) if roaming_zone else (_ANY,)):
-            timed = self._groups.get((rating_group, band, zone)) if band else None
-            untimed = self._groups.get((rating_group, _ANY, zone))
-            if timed is None and untimed is None:
-                continue
-            if timed is None or untimed is None:
-                rate = (timed or untimed).match(destination)
-            else:
-                rate = _match_either(timed, untimed, destination)
-            if rate is not None:
-                return rate
+    def select(self, rating_group: int, destination: str, roaming_zone: str, band: str,
+               service_identifier: int = 0) -> Rate | None:
+        """The most specific rate: the service's before the group's (any
+        service); then the zone's before any zone's; within a zone the longest
+        destination prefix; for that prefix the band's rate before the any-time
+        one (Berlin numbers priced at any time beat national at peak)."""
+        # A service no rate names is priced as any service of its group.
+        services = ((service_identifier, _ANY_SERVICE) if service_identifier and service_identifier in self._services
+                    else (_ANY_SERVICE,))
+        for service in services:
+            for zone in ((roaming_zone, _ANY) if roaming_zone else (_ANY,)):
+                timed = self._groups.get((rating_group, service, band, zone)) if band else None
+                untimed = self._groups.get((rating_group, service, _ANY, zone))
+                if timed is None and untimed is None:
+                    continue
+                if timed is None or untimed is None:
+                    rate = (timed or untimed).match(destination)
+                else:
+                    rate = _match_either(timed, untimed, destination)
+                if rate is not None:
+                    return rate
         return None
 
     def band_at(self, at_ms: int) -> str:
@@ -256,6 +265,7 @@ class Usage:
     rating_group: int
     destination: str = ""
     roaming_zone: str = ""
+    service_identifier: int = 0
 
 
 class Pricer:
@@ -267,7 +277,8 @@ class Pricer:
     def __init__(self, index: PlanIndex, usage: Usage, anchor_ms: int) -> None:
         self.index = index
         self.usage = usage
-        anchor = index.select(usage.rating_group, usage.destination, usage.roaming_zone, index.band_at(anchor_ms))
+        anchor = index.select(usage.rating_group, usage.destination, usage.roaming_zone, index.band_at(anchor_ms),
+                              usage.service_identifier)
         if anchor is None:
             raise RatingError(f"no rate for rating group {usage.rating_group} at this time and destination")
         self.anchor = anchor
@@ -285,7 +296,8 @@ class Pricer:
     def _rate_of(self, band: str) -> Rate:
         """The band's rate; where the plan has none for this usage in that band, the
         rate the usage started with goes on (a call is never left unpriced midway)."""
-        rate = self.index.select(self.usage.rating_group, self.usage.destination, self.usage.roaming_zone, band)
+        rate = self.index.select(self.usage.rating_group, self.usage.destination, self.usage.roaming_zone, band,
+                                 self.usage.service_identifier)
         return self.anchor if rate is None else rate
 
     # ------------------------------------------------------------ exact pieces

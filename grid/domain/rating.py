@@ -60,8 +60,9 @@ class TimeBand:
 class Rate:
     """The price of one rating group: price_micros per rate_units, in increments.
 
-    Chosen by rating group, destination prefix (longest match; empty: any),
-    time band (empty: any time) and roaming zone (empty: any). `tiers`, when
+    Chosen by rating group, then service (RFC 4006 Service-Identifier; 0:
+    any service of the group), destination prefix (longest match; empty:
+    any), time band (empty: any time) and roaming zone (empty: any). `tiers`, when
     given, replace the single price: "60/1" is Tier(0, p, 60, 60), Tier(60, p,
     60, 1). With volume_period set, tiers count the period's usage instead.
     """
@@ -88,6 +89,8 @@ class Rate:
     cap_action: CapAction = CapAction.CAP_ACTION_UNSPECIFIED
     # Volume tiers: the tiers count usage of this rating group in the period.
     volume_period: CounterPeriod = CounterPeriod.COUNTER_PERIOD_UNSPECIFIED
+    # For this service of the group only (0: any). Last: plans stored before decode with 0.
+    service_identifier: int = 0
 
     @property
     def effective_tiers(self) -> tuple[Tier, ...]:
@@ -179,7 +182,7 @@ class TariffPlan:
         """The rate of a rating group for any destination, time and zone (v1 plans)."""
         for rate in self.rates:
             if rate.rating_group == rating_group and not (rate.destination_prefix or rate.time_band
-                                                          or rate.roaming_zone):
+                                                          or rate.roaming_zone or rate.service_identifier):
                 return rate
         return None
 

@@ -95,13 +95,14 @@ class RatingRules:
         return index
 
     def _pricer(self, account: Account, rating_group: int, destination: str, roaming_zone: str, at_ms: int,
-                anchor_ms: int | None = None, version: int = 0) -> pricing.Pricer | None:
+                anchor_ms: int | None = None, version: int = 0, service_identifier: int = 0) -> pricing.Pricer | None:
         """The pricer of this usage, or None when the plan cannot rate it (RATING_FAILED)."""
         plan = self._plan_in_force((account.tenant, account.tariff_plan_id), at_ms, version)
         if plan is None:
             return None
         try:
-            return pricing.Pricer(self._index_of(plan), pricing.Usage(rating_group, destination, roaming_zone),
+            return pricing.Pricer(self._index_of(plan),
+                                  pricing.Usage(rating_group, destination, roaming_zone, service_identifier),
                                   at_ms if anchor_ms is None else anchor_ms)
         except pricing.RatingError:
             return None
@@ -115,7 +116,7 @@ class RatingRules:
         """The pricer a hold was granted with (its version, if still held)."""
         return self._pricer(account, reservation.rating_group, reservation.destination, reservation.roaming_zone,
                             now_ms, anchor_ms=reservation.anchor_ms or reservation.granted_at_ms,
-                            version=reservation.tariff_version)
+                            version=reservation.tariff_version, service_identifier=reservation.service_identifier)
 
     @staticmethod
     def _hold_progress(pricer: pricing.Pricer, reservation: Reservation) -> Progress:

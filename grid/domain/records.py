@@ -110,6 +110,8 @@ class Reservation:
     bucket_units: int = 0
     # Of used_units, those unit buckets paid (the rest was priced).
     bucket_used_units: int = 0
+    # The service its rate was chosen for (0: none). Last: holds stored before decode with 0.
+    service_identifier: int = 0
 
     @property
     def account_key(self) -> AccountKey:

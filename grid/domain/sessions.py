@@ -196,7 +196,7 @@ class SessionRules:
         if anchor_ms is None and usage.used_units:
             anchor_ms = now_ms - usage.used_units * 1000 if self._is_seconds(account, usage, now_ms) else now_ms
         return self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms,
-                            anchor_ms=anchor_ms)
+                            anchor_ms=anchor_ms, service_identifier=usage.service_identifier)
 
     def _is_seconds(self, account: Account, usage: ops.UnitUsage, now_ms: int) -> bool:
         return self._unit_of(account, usage.rating_group, now_ms) == Unit.SECONDS
@@ -387,7 +387,7 @@ class SessionRules:
         the version in force now, continuing the session's rated usage."""
         progress = self._group_progress(session, rate, usage, now_ms)
         pricer = self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms,
-                              anchor_ms=progress.anchor_ms)
+                              anchor_ms=progress.anchor_ms, service_identifier=usage.service_identifier)
         grant = None
         if pricer is None:
             result = Result.RATING_FAILED
@@ -410,7 +410,7 @@ class SessionRules:
         reservation = self._new_hold(
             account, op.request_id, session.session_id, usage.rating_group, granted, held, now_ms,
             now_ms + self._lifetime_ms(), pricer=pricer, destination=usage.destination,
-            roaming_zone=usage.roaming_zone, progress=progress,
+            roaming_zone=usage.roaming_zone, progress=progress, service_identifier=usage.service_identifier,
         )
         self._hold_in_buckets(account, reservation, unit_draws + money_draws, bucket_units)
         plan = pricer.index.plan

@@ -431,7 +431,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             result = Result.USER_UNKNOWN
         elif account.state != AccountState.ACTIVE or self._grants_denied(account, now_ms):
             result = Result.END_USER_SERVICE_DENIED
-        elif (pricer := self._pricer(account, op.rating_group, op.destination, op.roaming_zone, now_ms)) is None:
+        elif (pricer := self._pricer(account, op.rating_group, op.destination, op.roaming_zone, now_ms,
+                                     service_identifier=op.service_identifier)) is None:
             result = Result.RATING_FAILED
         elif len(self._active_holds.get(account.key, ())) >= self.limits.reservations_per_account_max:
             result = Result.TOO_MANY_RESERVATIONS
@@ -457,6 +458,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         reservation = self._new_hold(
             account, op.request_id, op.session_id, op.rating_group, granted, held, now_ms,
             now_ms + self._lifetime_ms(), pricer=pricer, destination=op.destination, roaming_zone=op.roaming_zone,
+            service_identifier=op.service_identifier,
         )
         self._hold_in_buckets(account, reservation, unit_draws + money_draws, bucket_units)
         self._journal(
@@ -475,7 +477,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
 
     def _new_hold(self, account, request_id, session_id, rating_group, granted, held, now_ms,
                   expires_at_ms, *, pricer: pricing.Pricer, destination: str, roaming_zone: str,
-                  progress: Progress | None = None) -> Reservation:
+                  progress: Progress | None = None, service_identifier: int = 0) -> Reservation:
         progress = progress or Progress.start(now_ms)
         reservation = Reservation(
             reservation_id=self._next_id("R"), tenant=account.tenant, subscriber_id=account.subscriber_id,
@@ -484,6 +486,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             request_id=request_id, tariff_version=pricer.index.plan.version, destination=destination,
             roaming_zone=roaming_zone, anchor_ms=progress.anchor_ms, base_units=progress.used_units,
             exact_numerator=progress.exact.numerator, exact_denominator=progress.exact.denominator,
+            service_identifier=service_identifier,
         )
         account.reserved_micros += held
         self.reservations[reservation.reservation_id] = reservation
@@ -585,7 +588,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             start_ms = now_ms - op.used_units * 1000
         else:
             start_ms = now_ms
-        pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms)
+        pricer = self._pricer(account, rating_group, op.destination, op.roaming_zone, now_ms, anchor_ms=start_ms,
+                              service_identifier=op.service_identifier)
         return pricer, start_ms
 
     def _charge_late(self, op: ops.Debit, rating_group: int, account: Account, now_ms: int,
@@ -779,7 +783,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
         if account is None:
             return ops.QuoteReply(Result.USER_UNKNOWN)
         at_ms = op.at_ms or now_ms
-        pricer = self._pricer(account, op.rating_group, op.destination, op.roaming_zone, at_ms)
+        pricer = self._pricer(account, op.rating_group, op.destination, op.roaming_zone, at_ms,
+                              service_identifier=op.service_identifier)
         if pricer is None:
             return ops.QuoteReply(Result.RATING_FAILED)
         # Unit buckets cover what they can; the rest is priced, and paid by monetary buckets first.
@@ -802,7 +807,7 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             affordable_units=min(affordable, self.limits.usage_max_units), available_micros=available,
             tariff_plan_id=plan.tariff_plan_id,
             tariff_version=plan.version, destination_prefix=rate.destination_prefix, time_band=rate.time_band,
-            roaming_zone=rate.roaming_zone, currency=account.currency,
+            roaming_zone=rate.roaming_zone, currency=account.currency, service_identifier=rate.service_identifier,
         )
 
     # ------------------------------------------------------------ reads

@@ -10,7 +10,7 @@ import re
 import zoneinfo
 
 from grid.domain import operations as ops
-from grid.domain.limits import INT64_MAX, UINT32_MAX, UINT64_MAX, CoreLimits
+from grid.domain.limits import UINT32_MAX, UINT64_MAX, CoreLimits
 from grid.domain.bucket_rules import BUCKETS_PER_ACCOUNT_MAX
 from grid.domain.outcomes import AccountState, BucketUnit, ControlAction, ControlKind, CounterPeriod, ErrorCode, FinalUnitAction, Unit
 from grid.domain.rating import CapAction, Control, CounterThreshold, PolicyCounter, Rate, Rounding, TariffPlan, Tier, TimeBand
@@ -131,6 +131,7 @@ def _usage_context(op, limits: CoreLimits, where: str = "") -> None:
         raise InvalidArgument(f"{where}destination",
                               f"must be at most {DESTINATION_LENGTH_MAX} digits (E.164 without '+')")
     _identifier(f"{where}roaming_zone", op.roaming_zone, limits, required=False)
+    _integer(f"{where}service_identifier", op.service_identifier, 0, UINT32_MAX)
 
 
 def _validate_reserve(op: ops.Reserve, limits: CoreLimits) -> None:
@@ -161,9 +162,10 @@ def _validate_debit(op: ops.Debit, limits: CoreLimits) -> None:
             raise InvalidArgument("final", "applies to a reservation; a direct debit has none")
     _usage_context(op, limits)
     _integer("usage_started_at_ms", op.usage_started_at_ms, 0, INSTANT_MAX_MS)
-    if op.reservation_id and (op.destination or op.roaming_zone or op.usage_started_at_ms):
-        field = "destination" if op.destination else "roaming_zone" if op.roaming_zone else "usage_started_at_ms"
-        raise InvalidArgument(field, "a debit on a reservation is rated as the reservation was granted")
+    if op.reservation_id:
+        for field in ("destination", "roaming_zone", "usage_started_at_ms", "service_identifier"):
+            if getattr(op, field):
+                raise InvalidArgument(field, "a debit on a reservation is rated as the reservation was granted")
     if not isinstance(op.final, bool):
         raise InvalidArgument("final", "must be a boolean")
 
@@ -198,10 +200,11 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
             raise InvalidArgument(where, "must be a rate")
         try:
             _validate_rate(rate, where, bands, limits)
-            selector = (rate.rating_group, rate.destination_prefix, rate.time_band, rate.roaming_zone)
+            selector = (rate.rating_group, rate.service_identifier, rate.destination_prefix, rate.time_band,
+                        rate.roaming_zone)
             if selector in seen:
-                raise InvalidArgument(f"{where}.rating_group", "a rate for this rating group, destination prefix, "
-                                      "time band and roaming zone appears twice in the plan")
+                raise InvalidArgument(f"{where}.rating_group", "a rate for this rating group, service, destination "
+                                      "prefix, time band and roaming zone appears twice in the plan")
             seen.add(selector)
             kind = (rate.unit, rate.volume_period)
             if units.setdefault(rate.rating_group, kind) != kind:
@@ -215,6 +218,8 @@ def _validate_put_tariff(op: ops.PutTariff, limits: CoreLimits) -> None:
 
 def _rate_name(rate: Rate) -> str:
     parts = [f"rating group {rate.rating_group}"]
+    if rate.service_identifier:
+        parts.append(f"service {rate.service_identifier}")
     if rate.destination_prefix:
         parts.append(f"destination {rate.destination_prefix}")
     if rate.time_band:
@@ -232,6 +237,7 @@ def _validate_rate(rate: Rate, where: str, bands: set[str], limits: CoreLimits) 
     if not isinstance(rate.time_band, str) or (rate.time_band and rate.time_band not in bands):
         raise InvalidArgument(f"{where}.time_band", "must name one of the plan's time_bands (or be empty: any time)")
     _identifier(f"{where}.roaming_zone", rate.roaming_zone, limits, required=False)
+    _integer(f"{where}.service_identifier", rate.service_identifier, 0, UINT32_MAX)
     if not isinstance(rate.tiers, tuple):
         raise InvalidArgument(f"{where}.tiers", "must be a list of tiers")
     if rate.tiers:

@@ -67,6 +67,7 @@ def reserve(request: pb.ReserveRequest, tenant: str, trace_id: str) -> ops.Reser
         tenant, request.subscriber_id, request.request_id, request.session_id,
         request.rating_group, request.requested_units, trace_id,
         destination=request.destination, roaming_zone=request.roaming_zone,
+        service_identifier=request.service_identifier,
     )
 
 
@@ -75,13 +76,14 @@ def debit(request: pb.DebitRequest, tenant: str, trace_id: str) -> ops.Debit:
         tenant, request.subscriber_id, request.request_id, request.reservation_id,
         request.rating_group, request.used_units, request.final, trace_id,
         destination=request.destination, roaming_zone=request.roaming_zone,
-        usage_started_at_ms=request.usage_started_at_ms,
+        usage_started_at_ms=request.usage_started_at_ms, service_identifier=request.service_identifier,
     )
 
 
 def quote(request: pb.QuoteRequest, tenant: str, trace_id: str = "") -> ops.Quote:
     return ops.Quote(tenant, request.subscriber_id, request.rating_group, request.used_units,
-                     destination=request.destination, roaming_zone=request.roaming_zone, at_ms=request.at_ms)
+                     destination=request.destination, roaming_zone=request.roaming_zone, at_ms=request.at_ms,
+                     service_identifier=request.service_identifier)
 
 
 def release(request: pb.ReleaseRequest, tenant: str, trace_id: str) -> ops.Release:
@@ -117,6 +119,7 @@ def rate(message: pb.RatingGroupRate) -> Rate:
         minimum_charge_micros=message.minimum_charge_micros, maximum_cost_micros=message.maximum_cost_micros,
         cap_action=_enum_or_raw(CapAction, message.cap_action),
         volume_period=_enum_or_raw(CounterPeriod, message.volume_period),
+        service_identifier=message.service_identifier,
     )
 
 
@@ -170,7 +173,8 @@ def get_tariff(request: pb.GetTariffRequest, tenant: str, trace_id: str = "") ->
 
 
 def _unit_usage(request) -> tuple[ops.UnitUsage, ...]:
-    return tuple(ops.UnitUsage(u.rating_group, u.requested_units, u.used_units, u.destination, u.roaming_zone)
+    return tuple(ops.UnitUsage(u.rating_group, u.requested_units, u.used_units, u.destination, u.roaming_zone,
+                               u.service_identifier)
                  for u in request.multiple_unit_usage)
 
 
@@ -394,7 +398,7 @@ def rate_message(rate: Rate) -> pb.RatingGroupRate:
         tiers=[pb.RateTier(from_units=t.from_units, price_micros=t.price_micros, rate_units=t.rate_units,
                            increment_units=t.increment_units) for t in rate.tiers],
         minimum_charge_micros=rate.minimum_charge_micros, maximum_cost_micros=rate.maximum_cost_micros,
-        cap_action=rate.cap_action, volume_period=rate.volume_period,
+        cap_action=rate.cap_action, volume_period=rate.volume_period, service_identifier=rate.service_identifier,
     )
 
 
@@ -446,7 +450,7 @@ def quote_reply(reply: ops.QuoteReply, trace_id: str = "") -> pb.QuoteResponse:
         affordable_units=reply.affordable_units, available_micros=reply.available_micros,
         tariff_plan_id=reply.tariff_plan_id, tariff_version=reply.tariff_version,
         destination_prefix=reply.destination_prefix, time_band=reply.time_band, roaming_zone=reply.roaming_zone,
-        currency=reply.currency, trace_id=trace_id,
+        currency=reply.currency, trace_id=trace_id, service_identifier=reply.service_identifier,
     )
 
 

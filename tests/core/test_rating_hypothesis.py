@@ -111,7 +111,9 @@ def rates(draw, rating_group: int, unit: Unit, volume_period: CounterPeriod, sel
         draw(identifiers) if action == FinalUnitAction.REDIRECT else "",
         destination_prefix=prefix, time_band=band, roaming_zone=zone,
         connect_fee_micros=draw(st.one_of(st.just(0), prices)), minimum_charge_micros=minimum,
-        maximum_cost_micros=maximum, volume_period=volume_period, **fields,
+        maximum_cost_micros=maximum, volume_period=volume_period,
+        # A group's base rate (no selector) is for any service: every usage of the group can be rated.
+        service_identifier=draw(st.sampled_from((0, 0, 7, 2**32 - 1))) if any(selector) else 0, **fields,
     )
 
 
@@ -193,7 +195,8 @@ def priced_usages(draw, plan: TariffPlan):
     its prefix (or not), its zone (or another)."""
     rate = draw(st.sampled_from(plan.rates))
     destination = rate.destination_prefix + draw(st.text("0123456789", max_size=3))
-    return Usage(rate.rating_group, destination, draw(st.sampled_from((rate.roaming_zone, "", "MARS"))))
+    return Usage(rate.rating_group, destination, draw(st.sampled_from((rate.roaming_zone, "", "MARS"))),
+                 draw(st.sampled_from((rate.service_identifier, 0, 99))))
 
 
 def pricer_for(plan: TariffPlan, usage: Usage, anchor_ms: int) -> Pricer:

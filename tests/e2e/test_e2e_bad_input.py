@@ -352,6 +352,8 @@ CASES = [
          "roaming_zone"),
     Case("debit-on-hold-with-usage-start", "charging.Debit", lambda c: on_hold(c, usage_started_at_ms=1),
          "usage_started_at_ms"),
+    Case("debit-on-hold-with-service", "charging.Debit", lambda c: on_hold(c, service_identifier=7),
+         "service_identifier"),
     Case("debit-on-hold-with-bad-destination", "charging.Debit", lambda c: on_hold(c, destination="+49"),
          "destination"),
     # ------------------------------------------------------------ ChargingService.Release
@@ -473,6 +475,9 @@ CASES = [
          lambda c: _put(c.plan_id, [_rate(destination_prefix="49", time_band="peak", roaming_zone="eu"),
                                     _rate(destination_prefix="49", time_band="peak", roaming_zone="eu")],
                         time_bands=[_band()]), "rates[1].rating_group"),
+    Case("put-tariff-rate-selector-twice-with-its-service", "catalog.PutTariff",
+         lambda c: _put(c.plan_id, [_rate(), _rate(service_identifier=7), _rate(service_identifier=7)]),
+         "rates[2].rating_group"),
     Case("put-tariff-rate-group-with-two-volume-periods", "catalog.PutTariff",
          lambda c: _put(c.plan_id, [_rate(), _rate(destination_prefix="49", volume_period=pb.COUNTER_PERIOD_MONTH)]),
          "rates[1].unit"),

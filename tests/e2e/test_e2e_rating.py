@@ -243,7 +243,8 @@ def test_a_rated_debit_replays_and_its_rating_inputs_are_part_of_its_payload(stu
                                                                   request_id=request.request_id), timeout=30)
     assert kept.found and kept.debit == first
     # The same request id with another destination, zone or start is another operation: refused by name.
-    for field, value in (("destination", "4912345"), ("roaming_zone", "EU"), ("usage_started_at_ms", WEDNESDAY_20)):
+    for field, value in (("destination", "4912345"), ("roaming_zone", "EU"), ("usage_started_at_ms", WEDNESDAY_20),
+                         ("service_identifier", 7)):
         variant = pb.DebitRequest()
         variant.CopyFrom(request)
         setattr(variant, field, value)
@@ -693,3 +694,57 @@ def test_a_call_across_a_daylight_saving_change_is_priced_at_each_seconds_band(s
     debit = direct(stubs, subscriber.id, VOICE, 1_800, usage_started_at_ms=started_ms)
     assert debit.result == pb.SUCCESS
     assert debit.charged_micros == 4_800_000
+
+
+def test_a_rate_named_for_a_service_rates_that_services_usage_first(embedded, stubs, tmp_path):
+    """RFC 4006 Service-Identifier over the wire and from a catalog file: a
+    zero-rated and a premium service of one data rating group, the group's own
+    rate for every other service; a hold keeps its service."""
+    import json
+    import subprocess
+    import sys
+
+    plan_id = new_id("rating-services-")
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(f"""
+plans:
+  - id: {plan_id}
+    rates:
+      - {{rating_group: {DATA}, unit: bytes, price: "0.001", per: 1000000, increment: 1000000}}
+      - {{rating_group: {DATA}, service_identifier: 7, unit: bytes, price: "0", per: 1000000, increment: 1000000}}
+      - {{rating_group: {DATA}, service_identifier: 8, unit: bytes, price: "0.005", per: 1000000,
+          increment: 1000000}}
+""")
+    applied = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "catalog", "apply",
+                              str(catalog)], capture_output=True, text=True, timeout=120)
+    assert applied.returncode == 0, applied.stderr
+    shown = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "catalog", "get", plan_id],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "service_identifier: 8" in shown.stdout, shown.stdout
+    stored = stubs.catalog.GetTariff(pb.GetTariffRequest(tariff_plan_id=plan_id), timeout=30)
+    assert sorted(rate.service_identifier for rate in stored.plan.rates) == [0, 7, 8]
+
+    subscriber = open_account(stubs, plan_id)
+    mb = 1_000_000
+    free = direct(stubs, subscriber.id, DATA, 3 * mb, service_identifier=7)
+    video = direct(stubs, subscriber.id, DATA, 3 * mb, service_identifier=8)
+    other = direct(stubs, subscriber.id, DATA, 3 * mb, service_identifier=9)
+    # 3 started MB: free; 3 x 5_000; 3 x 1_000 (no rate names service 9: the group's).
+    assert (free.charged_micros, video.charged_micros, other.charged_micros) == (0, 15_000, 3_000)
+    quote = stubs.charging.Quote(pb.QuoteRequest(subscriber_id=subscriber.id, rating_group=DATA, used_units=mb,
+                                                 service_identifier=8), timeout=30)
+    assert (quote.cost_micros, quote.service_identifier) == (5_000, 8)
+    hold = stubs.charging.Reserve(pb.ReserveRequest(
+        request_id=new_id("rsv-"), subscriber_id=subscriber.id, session_id="s", rating_group=DATA,
+        requested_units=2 * mb, service_identifier=8), timeout=30)
+    assert (hold.result, hold.held_micros) == (pb.SUCCESS, 10_000)  # 2 x 5_000
+    used = stubs.charging.Debit(pb.DebitRequest(request_id=new_id("dbt-"), subscriber_id=subscriber.id,
+                                                reservation_id=hold.reservation_id, used_units=mb, final=True),
+                                timeout=30)
+    assert (used.charged_micros, used.released_micros) == (5_000, 5_000)  # rated as granted: video
+    cli = subprocess.run([sys.executable, "-m", "grid.cli", "--target", embedded.target, "quote", subscriber.id,
+                          str(DATA), str(mb), "--service", "7"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert int(json.loads(cli.stdout)["cost_micros"]) == 0
+    assert money(stubs, subscriber.id).balance == FUNDS - 15_000 - 3_000 - 5_000

@@ -285,24 +285,26 @@ def test_two_incarnations_of_a_shard_can_never_both_hold_its_store(tmp_path):
     ShardStore(tmp_path / "shard-0", 0).close()  # once released, the next one opens
 
 
-@pytest.mark.parametrize("record", [
-    records.JournalRecord(7, 1_700_000_000_000, JournalKind.DEBIT, T, "sub", "req", Result.SUCCESS, "C0-7", 1, 90,
-                          40_000, bucket_draws=(("B0-1", 30), ("B0-2", 20_000)), bucket_units=30, bucket_micros=20_000),
-    ops.UnitInformation(1, Result.SUCCESS, granted_units=100, held_micros=60_000, granted_bucket_units=40,
-                        held_bucket_micros=5_000),
-], ids=["journal record", "unit information"])
-def test_a_record_written_before_its_newest_fields_decodes_with_them_zero(record):
-    # Fields are added last with a default, so the journal and stored replies a
-    # grid wrote before an upgrade still decode after it.
+@pytest.mark.parametrize("record, newest", [
+    (records.JournalRecord(7, 1_700_000_000_000, JournalKind.DEBIT, T, "sub", "req", Result.SUCCESS, "C0-7", 1, 90,
+                           40_000, bucket_draws=(("B0-1", 30), ("B0-2", 20_000)), bucket_units=30,
+                           bucket_micros=20_000), ("bucket_units", "bucket_micros")),
+    (ops.UnitInformation(1, Result.SUCCESS, granted_units=100, held_micros=60_000, granted_bucket_units=40,
+                         held_bucket_micros=5_000), ("granted_bucket_units", "held_bucket_micros")),
+    (Rate(1, Unit.BYTES, 5, 1_000_000, 1000, service_identifier=8), ("service_identifier",)),
+    (records.Reservation("R0-1", T, "sub", "sess", 1, 600, 30, 9_000, ReservationState.ACTIVE, 1, 2, "req",
+                         service_identifier=8), ("service_identifier",)),
+], ids=["journal record", "unit information", "rate", "reservation"])
+def test_a_record_written_before_its_newest_fields_decodes_with_them_zero(record, newest):
+    # Fields are added last with a default, so the journal, plans, holds and
+    # stored replies a grid wrote before an upgrade still decode after it.
     import msgpack
     import struct
     import zlib
 
-    newest = ("bucket_units", "bucket_micros") if isinstance(record, records.JournalRecord) else (
-        "granted_bucket_units", "held_bucket_micros")
     names = [field.name for field in dataclasses.fields(record)]
-    assert names[-2:] == list(newest)
-    older = [getattr(record, name) for name in names[:-2]]
+    assert names[-len(newest):] == list(newest)
+    older = [getattr(record, name) for name in names[:-len(newest)]]
     code = codec.TYPE_CODES[type(record)]
     body = bytes([codec.CODEC_VERSION]) + msgpack.packb(
         msgpack.ExtType(code, msgpack.packb(older, default=codec._default, use_bin_type=True)),

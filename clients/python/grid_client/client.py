@@ -182,23 +182,23 @@ class _Requests:
 
     @staticmethod
     def reserve(subscriber_id, session_id, rating_group, requested_units, request_id=None, destination="",
-                roaming_zone=""):
+                roaming_zone="", service_identifier=0):
         request_id = request_id or new_request_id()
         request = pb.ReserveRequest(
             request_id=request_id, subscriber_id=subscriber_id, session_id=session_id,
             rating_group=rating_group, requested_units=requested_units, destination=destination,
-            roaming_zone=roaming_zone,
+            roaming_zone=roaming_zone, service_identifier=service_identifier,
         )
         return _Call("charging", "Reserve", request, subscriber_id, request_id)
 
     @staticmethod
     def debit(subscriber_id, used_units, reservation_id="", rating_group=0, final=False, request_id=None,
-              destination="", roaming_zone="", usage_started_at_ms=0):
+              destination="", roaming_zone="", usage_started_at_ms=0, service_identifier=0):
         request_id = request_id or new_request_id()
         request = pb.DebitRequest(
             request_id=request_id, subscriber_id=subscriber_id, reservation_id=reservation_id,
             rating_group=rating_group, used_units=used_units, final=final, destination=destination,
-            roaming_zone=roaming_zone, usage_started_at_ms=usage_started_at_ms,
+            roaming_zone=roaming_zone, usage_started_at_ms=usage_started_at_ms, service_identifier=service_identifier,
         )
         return _Call("charging", "Debit", request, subscriber_id, request_id)
 
@@ -310,11 +310,12 @@ class _Requests:
         return _Call("account", "ReclaimToPool", request)
 
     @staticmethod
-    def quote(subscriber_id, rating_group, used_units=0, destination="", roaming_zone="", at_ms=0):
+    def quote(subscriber_id, rating_group, used_units=0, destination="", roaming_zone="", at_ms=0,
+              service_identifier=0):
         """Advice of charge: the cost of the usage and the units the balance buys."""
         return _Call("charging", "Quote", pb.QuoteRequest(
             subscriber_id=subscriber_id, rating_group=rating_group, used_units=used_units, destination=destination,
-            roaming_zone=roaming_zone, at_ms=at_ms))
+            roaming_zone=roaming_zone, at_ms=at_ms, service_identifier=service_identifier))
 
     @staticmethod
     def balance(subscriber_id):

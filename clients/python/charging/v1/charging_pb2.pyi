@@ -267,23 +267,25 @@ JOURNAL_POOL_OUT: JournalKind
 JOURNAL_POOL_IN: JournalKind
 
 class QuoteRequest(_message.Message):
-    __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms")
+    __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms", "service_identifier")
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     USED_UNITS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     subscriber_id: str
     rating_group: int
     used_units: int
     destination: str
     roaming_zone: str
     at_ms: int
-    def __init__(self, subscriber_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    service_identifier: int
+    def __init__(self, subscriber_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., at_ms: _Optional[int] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class QuoteResponse(_message.Message):
-    __slots__ = ("result", "cost_micros", "rounding_residue_picos", "affordable_units", "available_micros", "tariff_plan_id", "tariff_version", "destination_prefix", "time_band", "roaming_zone", "currency", "trace_id")
+    __slots__ = ("result", "cost_micros", "rounding_residue_picos", "affordable_units", "available_micros", "tariff_plan_id", "tariff_version", "destination_prefix", "time_band", "roaming_zone", "currency", "trace_id", "service_identifier")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_RESIDUE_PICOS_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +298,7 @@ class QuoteResponse(_message.Message):
     ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     result: Result
     cost_micros: int
     rounding_residue_picos: int
@@ -308,21 +311,24 @@ class QuoteResponse(_message.Message):
     roaming_zone: str
     currency: str
     trace_id: str
-    def __init__(self, result: _Optional[_Union[Result, str]] = ..., cost_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., affordable_units: _Optional[int] = ..., available_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., destination_prefix: _Optional[str] = ..., time_band: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., currency: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    service_identifier: int
+    def __init__(self, result: _Optional[_Union[Result, str]] = ..., cost_micros: _Optional[int] = ..., rounding_residue_picos: _Optional[int] = ..., affordable_units: _Optional[int] = ..., available_micros: _Optional[int] = ..., tariff_plan_id: _Optional[str] = ..., tariff_version: _Optional[int] = ..., destination_prefix: _Optional[str] = ..., time_band: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., currency: _Optional[str] = ..., trace_id: _Optional[str] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class MultipleUnitUsage(_message.Message):
-    __slots__ = ("rating_group", "requested_units", "used_units", "destination", "roaming_zone")
+    __slots__ = ("rating_group", "requested_units", "used_units", "destination", "roaming_zone", "service_identifier")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_UNITS_FIELD_NUMBER: _ClassVar[int]
     USED_UNITS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     requested_units: int
     used_units: int
     destination: str
     roaming_zone: str
-    def __init__(self, rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., used_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ...) -> None: ...
+    service_identifier: int
+    def __init__(self, rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., used_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("session_id", "subscriber_id", "invocation_sequence_number", "multiple_unit_usage", "notify_client_id")
@@ -501,7 +507,7 @@ class Notification(_message.Message):
     def __init__(self, type: _Optional[_Union[NotificationType, str]] = ..., reason: _Optional[_Union[NotificationReason, str]] = ..., session_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., at_ms: _Optional[int] = ..., cursor: _Optional[str] = ..., notifications_lost: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("request_id", "subscriber_id", "session_id", "rating_group", "requested_units", "destination", "roaming_zone")
+    __slots__ = ("request_id", "subscriber_id", "session_id", "rating_group", "requested_units", "destination", "roaming_zone", "service_identifier")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -509,6 +515,7 @@ class ReserveRequest(_message.Message):
     REQUESTED_UNITS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     subscriber_id: str
     session_id: str
@@ -516,7 +523,8 @@ class ReserveRequest(_message.Message):
     requested_units: int
     destination: str
     roaming_zone: str
-    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ...) -> None: ...
+    service_identifier: int
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., requested_units: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
     __slots__ = ("result", "reservation_id", "granted_units", "final_unit_indication", "validity_time_s", "replayed", "trace_id", "held_micros", "tariff_time_change_ms", "tariff_version", "bucket_units", "bucket_micros")
@@ -547,7 +555,7 @@ class ReserveResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., reservation_id: _Optional[str] = ..., granted_units: _Optional[int] = ..., final_unit_indication: _Optional[bool] = ..., validity_time_s: _Optional[int] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ..., held_micros: _Optional[int] = ..., tariff_time_change_ms: _Optional[int] = ..., tariff_version: _Optional[int] = ..., bucket_units: _Optional[int] = ..., bucket_micros: _Optional[int] = ...) -> None: ...
 
 class DebitRequest(_message.Message):
-    __slots__ = ("request_id", "subscriber_id", "reservation_id", "rating_group", "used_units", "final", "destination", "roaming_zone", "usage_started_at_ms")
+    __slots__ = ("request_id", "subscriber_id", "reservation_id", "rating_group", "used_units", "final", "destination", "roaming_zone", "usage_started_at_ms", "service_identifier")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -557,6 +565,7 @@ class DebitRequest(_message.Message):
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
     USAGE_STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     subscriber_id: str
     reservation_id: str
@@ -566,7 +575,8 @@ class DebitRequest(_message.Message):
     destination: str
     roaming_zone: str
     usage_started_at_ms: int
-    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., final: _Optional[bool] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., usage_started_at_ms: _Optional[int] = ...) -> None: ...
+    service_identifier: int
+    def __init__(self, request_id: _Optional[str] = ..., subscriber_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., used_units: _Optional[int] = ..., final: _Optional[bool] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., usage_started_at_ms: _Optional[int] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class DebitResponse(_message.Message):
     __slots__ = ("result", "charge_id", "charged_micros", "replayed", "trace_id", "overage", "overage_micros", "late", "released_micros", "rounding_residue_picos", "tariff_version", "bucket_micros", "bucket_units")
@@ -1105,7 +1115,7 @@ class SetAccountStateResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class RatingGroupRate(_message.Message):
-    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units", "final_unit_action", "redirect_server_address", "destination_prefix", "time_band", "roaming_zone", "connect_fee_micros", "tiers", "minimum_charge_micros", "maximum_cost_micros", "cap_action", "volume_period")
+    __slots__ = ("rating_group", "unit", "price_micros", "rate_units", "increment_units", "final_unit_action", "redirect_server_address", "destination_prefix", "time_band", "roaming_zone", "connect_fee_micros", "tiers", "minimum_charge_micros", "maximum_cost_micros", "cap_action", "volume_period", "service_identifier")
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -1122,6 +1132,7 @@ class RatingGroupRate(_message.Message):
     MAXIMUM_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     CAP_ACTION_FIELD_NUMBER: _ClassVar[int]
     VOLUME_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     rating_group: int
     unit: Unit
     price_micros: int
@@ -1138,7 +1149,8 @@ class RatingGroupRate(_message.Message):
     maximum_cost_micros: int
     cap_action: CapAction
     volume_period: CounterPeriod
-    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ..., destination_prefix: _Optional[str] = ..., time_band: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., connect_fee_micros: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[RateTier, _Mapping]]] = ..., minimum_charge_micros: _Optional[int] = ..., maximum_cost_micros: _Optional[int] = ..., cap_action: _Optional[_Union[CapAction, str]] = ..., volume_period: _Optional[_Union[CounterPeriod, str]] = ...) -> None: ...
+    service_identifier: int
+    def __init__(self, rating_group: _Optional[int] = ..., unit: _Optional[_Union[Unit, str]] = ..., price_micros: _Optional[int] = ..., rate_units: _Optional[int] = ..., increment_units: _Optional[int] = ..., final_unit_action: _Optional[_Union[FinalUnitAction, str]] = ..., redirect_server_address: _Optional[str] = ..., destination_prefix: _Optional[str] = ..., time_band: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., connect_fee_micros: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[RateTier, _Mapping]]] = ..., minimum_charge_micros: _Optional[int] = ..., maximum_cost_micros: _Optional[int] = ..., cap_action: _Optional[_Union[CapAction, str]] = ..., volume_period: _Optional[_Union[CounterPeriod, str]] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class RateTier(_message.Message):
     __slots__ = ("from_units", "price_micros", "rate_units", "increment_units")
