@@ -48,7 +48,7 @@ class ShardActor:
                  policy: tracing.TracingPolicy = tracing.TracingPolicy()) -> None:
         started = time.monotonic()
         self.shard_id = shard_id
-        self.tracing = tracing.Tracing.from_environment(f"charging-grid-shard", policy)
+        self.tracing = tracing.Tracing.from_environment("charging-grid-shard", policy)
         path = pathlib.Path(data_dir) / f"shard-{shard_id}"
         path.mkdir(parents=True, exist_ok=True)
         self.store = ShardStore(path, shard_id)

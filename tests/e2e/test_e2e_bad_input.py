@@ -685,10 +685,14 @@ def _world(calls, ctx: Context, request):
 # Fields whose every wire value is valid: a uint32 sequence number (an old one is
 # FAILED_PRECONDITION, tested with the sessions), and a cursor-less first watch;
 # a bucket's uint32 weight; GetTariff's uint32 version (an unknown one is the result
-# TARIFF_PLAN_UNKNOWN, not an error).
+# TARIFF_PLAN_UNKNOWN, not an error); a uint32 service identifier (one no rate names
+# is rated as any service of its group; a Debit on a hold naming one is refused, above;
+# out-of-range values are held off by the core's own tests, tests/core/test_service_rating.py).
 ALWAYS_VALID = {(method, "invocation_sequence_number")
                 for method in ("CreateSession", "UpdateSession", "ReleaseSession")} | {("PutTariff", "spend")} | {
-    ("TopUp", "weight"), ("CreateAccount", "weight"), ("GetTariff", "version")}
+    ("TopUp", "weight"), ("CreateAccount", "weight"), ("GetTariff", "version")} | {
+    (method, "service_identifier")
+    for method in ("Reserve", "CreateSession", "UpdateSession", "ReleaseSession", "Quote", "PutTariff")}
 
 
 def _field_names(field) -> list:
