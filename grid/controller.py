@@ -12,7 +12,10 @@ failure finishes what the first left.
 A move is written down (the map file's "moving") before its first step and
 crossed out after its last, so a controller that dies midway (its node lost,
 its process killed) finishes the move itself when Ray restarts it: the slots
-it froze are served again within seconds, without an operator.
+it froze are served again within seconds, without an operator. Until a move
+is finished no other move starts: running the same move again finishes it, any
+other is refused (a second move could undo the first, or leave its slots
+frozen with nothing written down).
 """
 
 import json
@@ -38,6 +41,10 @@ RESUME_PAUSE_S = 2.0
 SLOTS_PER_STEP = 32
 
 log = logging.getLogger("grid.controller")
+
+
+class MoveUnfinished(ValueError):
+    """Another move is written down and not finished: finish it first."""
 
 
 class ControllerActor:
@@ -133,12 +140,24 @@ class ControllerActor:
             wanted = sorted(set(slots))
             if not wanted:
                 return {"accounts": 0, "slots": 0, "epochs": []}
+            unfinished = self._moving
+            if unfinished is not None and (unfinished["slots"], unfinished["target"]) != (wanted, target):
+                raise MoveUnfinished(
+                    f"the move of {len(unfinished['slots'])} slots ({unfinished['slots'][0]}..."
+                    f"{unfinished['slots'][-1]}) to shard {unfinished['target']} is not finished: run it again "
+                    "first (a restarted controller finishes it by itself)")
             by_source: dict[int, list[int]] = {}
             for slot in wanted:
                 if owners[slot] != target:
                     by_source.setdefault(owners[slot], []).append(slot)
+            # The shards the slots leave, as first written down: a run that died after
+            # a switch no longer sees its source in the map, and must still drop there.
+            if unfinished is not None and "sources" not in unfinished:  # written without them: any shard may be one
+                sources = [shard_id for shard_id in range(self._shards) if shard_id != target]
+            else:
+                sources = sorted(set(by_source) | set(unfinished["sources"] if unfinished else ()))
             with self._lock:  # written down before the first step: a restarted controller finishes it
-                self._replace(self._map, {"slots": wanted, "target": target})
+                self._replace(self._map, {"slots": wanted, "target": target, "sources": sources})
 
             def shard(shard_id: int):
                 return ray.get_actor(f"grid-{self._prefix}-shard-{shard_id}", namespace=NAMESPACE)
@@ -161,12 +180,13 @@ class ControllerActor:
                 moved["accounts"] += exported.accounts
                 moved["slots"] += len(group)
             # A run that died between a switch and its drop left that step's records
-            # parked at its source: every other shard drops what it may still hold of
+            # parked at its source: every source drops what it may still hold of
             # these slots, all the target's now (a no-op when it holds nothing), so
-            # the source's audit counts them out.
-            for other in range(self._shards):
-                if other != target:
-                    moved["accounts"] += _apply(shard(other), ops.DropSlots(tuple(wanted))).accounts
+            # its audit counts them out. Only the sources: a shard the move never
+            # touched may be down without stopping it.
+            for source in sources:
+                if source != target:
+                    moved["accounts"] += _apply(shard(source), ops.DropSlots(tuple(wanted))).accounts
             with self._lock:
                 self._replace(self._map, None)
             return moved

@@ -116,7 +116,9 @@ def _bucket_note(record: JournalRecord) -> str:
     if record.bucket_micros:
         parts.append(_micros(record.bucket_micros))
     draws = ", ".join(f"{bucket_id} {amount:,}" for bucket_id, amount in record.bucket_draws)
-    return f", buckets paid {' and '.join(parts) or 'nothing'} ({draws})"
+    if not parts:  # journaled before records split units from money: the draws alone
+        return f", buckets drawn ({draws})"
+    return f", buckets paid {' and '.join(parts)} ({draws})"
 
 
 def describe(record: JournalRecord) -> str:
@@ -142,10 +144,12 @@ def describe(record: JournalRecord) -> str:
                 f"(rounding residue {record.rounding_residue_picos:+,} picos){tariff}{notes}")
     if kind == JournalKind.REFUND:
         return f"refund of charge {record.reference_id}: {_micros(record.amount_micros)}"
+    back = (" and to buckets " + ", ".join(f"{bucket_id} {amount:,}" for bucket_id, amount in record.bucket_draws)
+            if record.bucket_draws else "")
     if kind == JournalKind.RELEASE:
-        return f"hold {record.reference_id} closed: {_micros(record.amount_micros)} returned"
+        return f"hold {record.reference_id} closed: {_micros(record.amount_micros)} returned{back}"
     if kind == JournalKind.EXPIRE:
-        return f"hold {record.reference_id} expired: {_micros(record.amount_micros)} returned"
+        return f"hold {record.reference_id} expired: {_micros(record.amount_micros)} returned{back}"
     if kind == JournalKind.TOP_UP:
         return f"top-up of {_micros(record.amount_micros)}"
     if kind in (JournalKind.SESSION_OPENED, JournalKind.SESSION_RELEASED, JournalKind.SESSION_SUPERVISED):

@@ -189,6 +189,14 @@ class SessionRules:
             pricer = self._hold_pricer(account, hold, now_ms)
             if pricer is not None:
                 return pricer
+        # Late usage on the group's last grant (expired, or closed by supervision) is
+        # rated for what that grant was for, where the report does not say again:
+        # the number, the zone, the service (a zero-rated service stays free).
+        last = self.reservations.get(dict(session.holds).get(usage.rating_group, "")) if session is not None else None
+        if last is not None:
+            usage = ops.UnitUsage(usage.rating_group, usage.requested_units, usage.used_units,
+                                  usage.destination or last.destination, usage.roaming_zone or last.roaming_zone,
+                                  usage.service_identifier or last.service_identifier)
         anchor_ms = None
         for entry in (session.progress if session is not None else ()):
             if entry[0] == usage.rating_group:
@@ -374,17 +382,25 @@ class SessionRules:
     def _return_hold(self, op, reservation: Reservation, account: Account, event: ReservationEvent,
                      now_ms: int) -> int:
         reserved_before = account.reserved_micros
+        given_back = reservation.bucket_holds  # what it still held in buckets goes back with it
         returned = self._resolve(reservation, event, account)
         self._journal(
             JournalKind.RELEASE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
             reference_id=reservation.reservation_id, rating_group=reservation.rating_group,
             amount_micros=returned, reserved_before_micros=reserved_before, session_id=reservation.session_id,
+            bucket_draws=given_back,
         )
         return returned
 
     def _session_grant(self, op, session, account, rate, usage, now_ms):
         """A new hold for the group: min(requested, what the money buys), priced by
         the version in force now, continuing the session's rated usage."""
+        # The new grant is for what the group's usage was rated for (its last grant's
+        # number, zone and service) where the report does not name them again.
+        base = rate.usage
+        usage = ops.UnitUsage(usage.rating_group, usage.requested_units, usage.used_units,
+                              usage.destination or base.destination, usage.roaming_zone or base.roaming_zone,
+                              usage.service_identifier or base.service_identifier)
         progress = self._group_progress(session, rate, usage, now_ms)
         pricer = self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms,
                               anchor_ms=progress.anchor_ms, service_identifier=usage.service_identifier)
@@ -461,7 +477,8 @@ class SessionRules:
                 reservation = self.reservations.get(reservation_id)
                 if reservation is not None and reservation.state == ReservationState.ACTIVE:
                     self._expire(reservation, now_ms, trace_id="")
-            session.holds = ()
+            # The expired holds stay named: usage the network function reports later
+            # is late, and rated for what each group's last grant was for.
             self._close_session(session, _ABNORMAL, now_ms)
             self._journal(JournalKind.SESSION_SUPERVISED, account, "", Result.SUCCESS, now_ms, "",
                           session_id=session.session_id, units=session.last_sequence_number)

@@ -261,11 +261,13 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
     def _expire(self, reservation: Reservation, now_ms: int, trace_id: str) -> None:
         self.expired_total += 1
         account = self.accounts[reservation.account_key]
+        given_back = reservation.bucket_holds  # what it still held in buckets goes back with it
         returned = self._resolve(reservation, ReservationEvent.EXPIRE, account)
         self._journal(
             JournalKind.EXPIRE, account, reservation.request_id, Result.SUCCESS, now_ms, trace_id,
             reference_id=reservation.reservation_id, rating_group=reservation.rating_group,
             amount_micros=returned, reserved_before_micros=account.reserved_micros + returned,
+            bucket_draws=given_back,
         )
 
     def _resolve(self, reservation: Reservation, event: ReservationEvent, account: Account) -> int:
@@ -696,11 +698,12 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             result = Result.RESERVATION_ALREADY_RESOLVED
         else:
             reserved_before = account.reserved_micros
+            given_back = reservation.bucket_holds
             released = self._resolve(reservation, ReservationEvent.RELEASE, account)
             self._journal(
                 JournalKind.RELEASE, account, op.request_id, Result.SUCCESS, now_ms, op.trace_id,
                 reference_id=reservation.reservation_id, rating_group=reservation.rating_group,
-                amount_micros=released, reserved_before_micros=reserved_before,
+                amount_micros=released, reserved_before_micros=reserved_before, bucket_draws=given_back,
             )
             return ops.ReleaseReply(Result.SUCCESS, released_micros=released, trace_id=op.trace_id)
         self._denied(JournalKind.RELEASE, op, result, now_ms, account, reference_id=op.reservation_id)

@@ -89,6 +89,12 @@ class SlotRules:
     def _import_slots(self, op: ops.ImportSlots, now_ms: int) -> ops.SlotsReply:
         slots = set(op.slots)
         if slots & self._slots_out:  # the slots come back: this shard serves them again
+            # What an earlier export parked here and no drop deleted is an old copy of
+            # what arrives now: it leaves as a drop would have (journaled moved out),
+            # so it is never handed out again and this shard's audit adds up.
+            stale = tuple(sorted(slot for slot in slots if self._parked.get(slot)))
+            if stale:
+                self._drop_slots(ops.DropSlots(stale), now_ms)
             self.meta.slots_out = tuple(s for s in self.meta.slots_out if s not in slots)
             self._refresh_slots_out()
             self._mark("meta", 0, self.meta)
