@@ -617,6 +617,11 @@ class ReservationView:
     state: ReservationState
     granted_at_ms: int
     expires_at_ms: int
+    # What its usage is rated for, as the grant was priced.
+    tariff_version: int = 0
+    destination: str = ""
+    roaming_zone: str = ""
+    service_identifier: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -846,6 +846,8 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
             reservation_id=r.reservation_id, session_id=r.session_id, rating_group=r.rating_group,
             granted_units=r.granted_units, used_units=r.used_units, held_micros=r.held_micros,
             state=r.state, granted_at_ms=r.granted_at_ms, expires_at_ms=r.expires_at_ms,
+            tariff_version=r.tariff_version, destination=r.destination, roaming_zone=r.roaming_zone,
+            service_identifier=r.service_identifier,
         )
 
     def _get_transaction(self, op: ops.GetTransaction, now_ms: int) -> ops.TransactionReply:

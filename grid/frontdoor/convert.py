@@ -349,6 +349,8 @@ def _reservation(view: ops.ReservationView) -> pb.Reservation:
         reservation_id=view.reservation_id, session_id=view.session_id, rating_group=view.rating_group,
         granted_units=view.granted_units, used_units=view.used_units, held_micros=view.held_micros,
         state=view.state, granted_at_ms=view.granted_at_ms, expires_at_ms=view.expires_at_ms,
+        tariff_version=view.tariff_version, destination=view.destination, roaming_zone=view.roaming_zone,
+        service_identifier=view.service_identifier,
     )
 
 

@@ -91,6 +91,8 @@ def test_a_hold_keeps_the_service_it_was_granted_for():
     hold = world.do(ops.Reserve(T, ALICE, world.rid(), "s1", DATA, 4 * MB, service_identifier=VIDEO))
     assert (hold.result, hold.granted_units, hold.held_micros) == (S, 4 * MB, 20_000)  # 4 x 5_000
     assert world.shard.reservations[hold.reservation_id].service_identifier == VIDEO
+    [view] = world.shard.apply(ops.GetAccount(T, ALICE), world.now).reservations  # what the hold is rated for
+    assert (view.reservation_id, view.service_identifier, view.tariff_version) == (hold.reservation_id, VIDEO, 1)
     charged = world.do(ops.Debit(T, ALICE, world.rid(), hold.reservation_id, DATA, 3 * MB, True))
     # Rated as granted: 3 x 5_000 = 15_000; the final debit returns 20_000 - 15_000 = 5_000.
     assert (charged.result, charged.charged_micros, charged.released_micros) == (S, 15_000, 5_000)

@@ -739,6 +739,8 @@ plans:
         request_id=new_id("rsv-"), subscriber_id=subscriber.id, session_id="s", rating_group=DATA,
         requested_units=2 * mb, service_identifier=8), timeout=30)
     assert (hold.result, hold.held_micros) == (pb.SUCCESS, 10_000)  # 2 x 5_000
+    [shown] = stubs.account.GetAccount(pb.GetAccountRequest(subscriber_id=subscriber.id), timeout=30).reservations
+    assert (shown.reservation_id, shown.service_identifier, shown.tariff_version) == (hold.reservation_id, 8, 1)
     used = stubs.charging.Debit(pb.DebitRequest(request_id=new_id("dbt-"), subscriber_id=subscriber.id,
                                                 reservation_id=hold.reservation_id, used_units=mb, final=True),
                                 timeout=30)

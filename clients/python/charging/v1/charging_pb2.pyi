@@ -1041,7 +1041,7 @@ class GetAccountRequest(_message.Message):
     def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("reservation_id", "session_id", "rating_group", "granted_units", "used_units", "held_micros", "state", "granted_at_ms", "expires_at_ms")
+    __slots__ = ("reservation_id", "session_id", "rating_group", "granted_units", "used_units", "held_micros", "state", "granted_at_ms", "expires_at_ms", "tariff_version", "destination", "roaming_zone", "service_identifier")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -1051,6 +1051,10 @@ class Reservation(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     GRANTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ROAMING_ZONE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     session_id: str
     rating_group: int
@@ -1060,7 +1064,11 @@ class Reservation(_message.Message):
     state: ReservationState
     granted_at_ms: int
     expires_at_ms: int
-    def __init__(self, reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., granted_units: _Optional[int] = ..., used_units: _Optional[int] = ..., held_micros: _Optional[int] = ..., state: _Optional[_Union[ReservationState, str]] = ..., granted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+    tariff_version: int
+    destination: str
+    roaming_zone: str
+    service_identifier: int
+    def __init__(self, reservation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating_group: _Optional[int] = ..., granted_units: _Optional[int] = ..., used_units: _Optional[int] = ..., held_micros: _Optional[int] = ..., state: _Optional[_Union[ReservationState, str]] = ..., granted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., tariff_version: _Optional[int] = ..., destination: _Optional[str] = ..., roaming_zone: _Optional[str] = ..., service_identifier: _Optional[int] = ...) -> None: ...
 
 class Account(_message.Message):
     __slots__ = ("subscriber_id", "currency", "state", "credit_limit_micros", "tariff_plan_id", "balance_micros", "reserved_micros", "available_micros")
