@@ -194,9 +194,7 @@ class SessionRules:
         # the number, the zone, the service (a zero-rated service stays free).
         last = self.reservations.get(dict(session.holds).get(usage.rating_group, "")) if session is not None else None
         if last is not None:
-            usage = ops.UnitUsage(usage.rating_group, usage.requested_units, usage.used_units,
-                                  usage.destination or last.destination, usage.roaming_zone or last.roaming_zone,
-                                  usage.service_identifier or last.service_identifier)
+            usage = _as_before(usage, last)
         anchor_ms = None
         for entry in (session.progress if session is not None else ()):
             if entry[0] == usage.rating_group:
@@ -397,10 +395,7 @@ class SessionRules:
         the version in force now, continuing the session's rated usage."""
         # The new grant is for what the group's usage was rated for (its last grant's
         # number, zone and service) where the report does not name them again.
-        base = rate.usage
-        usage = ops.UnitUsage(usage.rating_group, usage.requested_units, usage.used_units,
-                              usage.destination or base.destination, usage.roaming_zone or base.roaming_zone,
-                              usage.service_identifier or base.service_identifier)
+        usage = _as_before(usage, rate.usage)
         progress = self._group_progress(session, rate, usage, now_ms)
         pricer = self._pricer(account, usage.rating_group, usage.destination, usage.roaming_zone, now_ms,
                               anchor_ms=progress.anchor_ms, service_identifier=usage.service_identifier)
@@ -612,3 +607,11 @@ class SessionRules:
                 reservation = self.reservations.get(reservation_id)
                 if reservation is not None:
                     assert reservation.session_id == session.session_id
+
+
+def _as_before(usage: ops.UnitUsage, before) -> ops.UnitUsage:
+    """The usage, rated for what `before` (the group's last grant, or its pricer's
+    usage) was for wherever the report leaves the number, zone or service out."""
+    return ops.UnitUsage(usage.rating_group, usage.requested_units, usage.used_units,
+                         usage.destination or before.destination, usage.roaming_zone or before.roaming_zone,
+                         usage.service_identifier or before.service_identifier)
