@@ -21,6 +21,8 @@ ADMIN_METHODS = frozenset({
     "charging.v1.ChargingService/Refund",
     "charging.v1.ChargingService/Charge.top_up",
     "charging.v1.ChargingService/Charge.refund",
+    "charging.v1.ChargingService/ChargeBatch.top_up",
+    "charging.v1.ChargingService/ChargeBatch.refund",
     "charging.v1.AccountService/CreateAccount",
     "charging.v1.AccountService/SetAccountState",
     "charging.v1.CatalogService/PutTariff",

@@ -250,7 +250,7 @@ def cmd_client(args) -> int:
 
 
 def cmd_cluster_stop(args) -> int:
-    from grid import cluster
+    from grid.controlplane import cluster
 
     config = GridConfig(data_dir=pathlib.Path(args.data_dir), shards=args.shards, ray_address=args.ray_address)
     cluster.start_ray(config)
@@ -270,7 +270,7 @@ def _parse_slots(text: str) -> list[int]:
 
 
 def cmd_cluster_move(args) -> int:
-    from grid import cluster
+    from grid.controlplane import cluster
 
     config = GridConfig(data_dir=pathlib.Path(args.data_dir), ray_address=args.ray_address)
     cluster.start_ray(config)
@@ -688,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=64)
     bench.add_argument("--accounts", type=int, default=1_000_000, help="idle accounts in the memory/restart step")
     bench.add_argument("--stream-operations", type=int, default=200_000)
-    bench.add_argument("--only", action="append", default=[], choices=["unary", "latency", "stream", "tracing", "scale", "rating"],
+    bench.add_argument("--only", action="append", default=[], choices=["dataplane", "unary", "latency", "stream", "tracing", "scale", "rating"],
                        help="run only these steps (repeatable)")
     bench.add_argument("--json", default="", help="write every figure and each benchmark's report here")
     bench.set_defaults(handler=cmd_bench)

@@ -30,15 +30,20 @@ class GridConfig:
     shard_resource: str = ""
     # How often a front door asks the controller whether the shard map changed.
     map_poll_interval_s: float = 2.0
-    # Operations carried by one Ray call (bounded payloads and synced writes).
+    # Operations in one frame of a front door's stream to a shard, and in one of the
+    # shard's group commits (bounded messages and synced writes).
     batch_operations_max: int = 1024
+    # Operations one ChargeBatch message may carry (INVALID_ARGUMENT past it).
+    charge_batch_operations_max: int = 8190
+    # Each shard serves the ChargingService on a public listener of its own, for
+    # clients that route by the shard map (GetShardMap); off: front doors only.
+    shard_listeners_public: bool = True
     # Operations waiting per shard before callers get RESOURCE_EXHAUSTED.
     queue_operations_max: int = 10_000
-    # Batches sent to one shard and not yet answered (order is kept by Ray). One is
-    # fastest on a busy machine: operations queue up meanwhile and the next batch is
-    # bigger, and a Ray call costs the front door about a millisecond of CPU.
+    # Frames sent to one shard and not yet answered (the stream keeps their order).
     batches_in_flight_max: int = 1
-    # An idle shard is sent an empty batch this often so due holds expire.
+    # An idle shard sweeps this often so due holds expire (and a front door sends
+    # an idle shard an empty frame as often, which tells it of new notifications).
     sweep_interval_s: float = 1.0
     # How long the front door keeps retrying a batch whose shard died, with the same request ids.
     shard_retry_window_s: float = 30.0

@@ -38,6 +38,7 @@ _METHOD_SCOPES = {
     # Putting money in is account administration, not a network function's job.
     "charging.v1.ChargingService/TopUp": SCOPE_ACCOUNTS,
     "charging.v1.ChargingService/Charge.top_up": SCOPE_ACCOUNTS,
+    "charging.v1.ChargingService/ChargeBatch.top_up": SCOPE_ACCOUNTS,
     "charging.v1.AdminService/CreateSnapshot": SCOPE_OPERATOR,
     "charging.v1.AdminService/ListSnapshots": SCOPE_OPERATOR,
     "charging.v1.AdminService/RestoreSnapshot": SCOPE_OPERATOR,

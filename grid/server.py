@@ -1,7 +1,8 @@
-"""The grid process: Ray shards behind a grpc.aio front door.
+"""The grid process: a grpc.aio front door over shards placed by Ray.
 
 `Grid.start` starts (or joins) Ray, checks the data directory, creates the
-shard actors and serves gRPC with health checking and reflection. `stop` is
+controller and the shard actors (the control plane), opens one data-plane
+stream per shard and serves gRPC with health checking and reflection. `stop` is
 graceful: the server stops taking calls, in-flight calls and batches finish,
 then the shards close their stores and Ray stops (if this process started it).
 """
@@ -19,15 +20,18 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from grid import cluster, security, tracing
+from grid import security, tracing
+from grid.controlplane import cluster
 from grid.admin_log import AdminLog
 from grid.config import GridConfig
 from grid.domain.operations import DEFAULT_TENANT
-from grid.frontdoor.batcher import ShardBatcher
+from grid.dataplane.batcher import ShardBatcher
+from grid.dataplane.router import Router
+from grid.dataplane.shard_link import ShardLink
 from grid.frontdoor.guard import Guard
-from grid.frontdoor.router import Router
 from grid.frontdoor.admin import AdminServicer
 from grid.frontdoor.servicers import AccountServicer, CatalogServicer, ChargingServicer, SpendingLimitServicer
+from grid.routing import ShardMap
 from grid.storage import snapshots
 
 log = logging.getLogger("grid.server")
@@ -66,10 +70,12 @@ class Grid:
         if self.tracing.enabled and config.tracing.subscriber_ids == "hashed" and not config.tracing.subscriber_id_salt:
             log.warning("subscriber ids in spans are hashed without a salt (set GRID_SUBSCRIBER_ID_SALT): "
                         "anyone who can list subscriber ids can reverse them")
-        self._handles = await asyncio.to_thread(cluster.create_shards, config)
+        # The shard map is the controller's: every front door and shard routes by the same one.
+        self._controller = cluster.controller(config)
+        self._handles = await asyncio.to_thread(cluster.create_shards, config, cluster.controller_name(config))
         batchers = [
             ShardBatcher(
-                shard_id, handle,
+                shard_id, ShardLink(shard_id, handle, config.message_bytes_max),
                 batch_operations_max=config.batch_operations_max,
                 queue_operations_max=config.queue_operations_max,
                 batches_in_flight_max=config.batches_in_flight_max,
@@ -81,9 +87,8 @@ class Grid:
         ]
         for batcher in batchers:
             batcher.start()
-        # The shard map is the controller's: every front door of the grid routes by the same one.
-        self._controller = cluster.controller(config)
-        self._router = Router(await cluster.shard_map(self._controller), batchers, config.limits, self.tracing)
+        self._router = Router(*_parse_view(await cluster.shard_map_view(self._controller)), batchers,
+                              config.limits, self.tracing)
         self._map_task = asyncio.get_running_loop().create_task(self._follow_map())
         self._router.refresh_map = self._refresh_map
         self._router.guard = Guard(
@@ -106,7 +111,8 @@ class Grid:
             ("grpc.so_reuseport", 0),
         ])
         charging = ChargingServicer(self._router, config.stream_operations_max, watchers_max=config.watchers_max,
-                                    notification_poll_interval_s=config.notification_poll_interval_s)
+                                    notification_poll_interval_s=config.notification_poll_interval_s,
+                                    batch_operations_max=config.charge_batch_operations_max)
         pb_grpc.add_ChargingServiceServicer_to_server(charging, server)
         # One bound on watchers for both kinds of notification stream.
         pb_grpc.add_SpendingLimitServiceServicer_to_server(SpendingLimitServicer(self._router, charging._watchers),
@@ -225,12 +231,15 @@ class Grid:
 
     async def _fetch_map(self) -> None:
         try:
-            latest = await cluster.shard_map(self._controller)
+            latest, endpoints = _parse_view(await cluster.shard_map_view(self._controller))
         except Exception:  # the controller restarting: ask again next time
             log.warning("the controller did not answer; routing by map epoch %d", self._router.shard_map.epoch)
             return
         router = self._router
-        if router is None or latest.epoch <= router.shard_map.epoch:
+        if router is None:
+            return
+        router.endpoints = endpoints
+        if latest.epoch <= router.shard_map.epoch:
             return
         if latest.shards > len(router.batchers):
             log.error("shard map epoch %d names shard %d, which this front door does not know", latest.epoch,
@@ -281,6 +290,12 @@ class Grid:
         await stop_requested.wait()
         log.info("stopping: finishing calls in flight")
         await self.stop()
+
+
+def _parse_view(view: dict) -> tuple[ShardMap, dict[int, dict]]:
+    """The controller's map view as a ShardMap and each shard's public endpoint."""
+    return (ShardMap(view["slots"], tuple(view["shard_of_slot"]), view["epoch"]),
+            {int(shard_id): endpoint for shard_id, endpoint in view["endpoints"].items()})
 
 
 class EmbeddedGrid:

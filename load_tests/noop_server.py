@@ -43,6 +43,12 @@ class NoOpCharging(pb_grpc.ChargingServiceServicer):
             ],
         )
 
+    async def ChargeBatch(self, request, context):
+        return pb.ChargeBatchResponse(replies=[
+            pb.ChargeResponse(correlation_tag=message.correlation_tag,
+                              debit=pb.DebitResponse(result=pb.SUCCESS, charge_id="noop"))
+            for message in request.operations])
+
     async def Charge(self, request_iterator, context):
         async for message in request_iterator:
             yield pb.ChargeResponse(correlation_tag=message.correlation_tag,

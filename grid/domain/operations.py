@@ -691,11 +691,15 @@ class QuoteReply:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rejection:
-    """A caller error: nothing changed. `field` names the offending field."""
+    """A caller error: nothing changed. `field` names the offending field.
+    reason overrides the error table's ErrorInfo reason (SHARD_MAP_STALE) and
+    metadata adds (key, value) pairs to the ErrorInfo."""
 
     code: ErrorCode
     field: str
     message: str
+    reason: str = ""
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 MutatingReply = Union[

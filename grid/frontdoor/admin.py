@@ -9,7 +9,8 @@ from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
 from grpc_status import rpc_status
 
-from grid import audit, cdr, cluster, dispute, security, tracing
+from grid import audit, cdr, dispute, security, tracing
+from grid.controlplane import cluster
 from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument

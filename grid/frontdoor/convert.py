@@ -491,3 +491,27 @@ STREAM_REQUESTS = {
     "update_session": update_session,
     "release_session": release_session,
 }
+
+
+# How a subscriber's slot is computed (grid.routing.slot_of), for clients in any language.
+SLOT_FUNCTION = ("blake2b(digest_size=8) of UTF-8(tenant) 0x00 UTF-8(subscriber_id), as a big-endian unsigned "
+                 "64-bit integer, modulo slots")
+
+
+def shard_map_reply(shard_map, endpoints: dict, tenant: str) -> pb.GetShardMapResponse:
+    """The map as GetShardMap answers it: each shard's slots as inclusive ranges."""
+    ranges: dict[int, list] = {}
+    first = 0
+    owners = shard_map.shard_of_slot
+    for slot in range(1, len(owners) + 1):
+        if slot == len(owners) or owners[slot] != owners[first]:
+            ranges.setdefault(owners[first], []).append(pb.SlotRange(first=first, last=slot - 1))
+            first = slot
+    shards = []
+    for shard_id in range(max(shard_map.shards, max(endpoints, default=-1) + 1)):
+        endpoint = endpoints.get(shard_id, {})
+        shards.append(pb.ShardEndpoint(shard_id=shard_id, slot_ranges=ranges.get(shard_id, []),
+                                       address=endpoint.get("public", ""),
+                                       shard_epoch=endpoint.get("shard_epoch", 0)))
+    return pb.GetShardMapResponse(epoch=shard_map.epoch, slots=shard_map.slots, slot_function=SLOT_FUNCTION,
+                                  shards=shards, tenant=tenant)

@@ -35,10 +35,10 @@ def packed(message) -> any_pb2.Any:
 def status_of(rejection: Rejection) -> status_pb2.Status:
     grpc_code, reason = ERROR_TABLE[rejection.code]
     message = f"{rejection.field}: {rejection.message}" if rejection.field else rejection.message
+    metadata = {"field": rejection.field} if rejection.field else {}
+    metadata.update(rejection.metadata)
     details = [
-        packed(error_details_pb2.ErrorInfo(
-            reason=reason, domain=ERROR_DOMAIN, metadata={"field": rejection.field} if rejection.field else {},
-        ))
+        packed(error_details_pb2.ErrorInfo(reason=rejection.reason or reason, domain=ERROR_DOMAIN, metadata=metadata))
     ]
     if rejection.code == ErrorCode.INVALID_ARGUMENT:
         details.append(packed(error_details_pb2.BadRequest(field_violations=[

@@ -16,7 +16,7 @@ from grid.domain.limits import UINT64_MAX
 from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
 from grid.frontdoor import convert
-from grid.frontdoor.router import Router
+from grid.dataplane.router import Router
 
 _CURSOR_VERSION = "c1"
 # After a wake-up, wait this long so that a burst of notifications is read in one round.

@@ -21,7 +21,7 @@ from grid.domain.outcomes import ErrorCode
 from grid.domain.validation import InvalidArgument
 from grid.frontdoor import convert, errors, notifications, pools
 from grid.frontdoor.guard import Denied, code_name
-from grid.frontdoor.router import Router, outcome_of
+from grid.dataplane.router import Router, outcome_of
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -92,9 +92,10 @@ async def _abort(context, rejection: Rejection) -> None:
 
 class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
     def __init__(self, router: Router, stream_operations_max: int, *, watchers_max: int = 256,
-                 notification_poll_interval_s: float = 0.2) -> None:
+                 notification_poll_interval_s: float = 0.2, batch_operations_max: int = 8190) -> None:
         super().__init__(router)
         self._stream_operations_max = stream_operations_max
+        self._batch_operations_max = batch_operations_max
         self._watchers = Watchers(router, watchers_max, notification_poll_interval_s)
 
     async def Reserve(self, request, context):
@@ -200,12 +201,27 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
 
     async def _stream_operation(self, message: pb.ChargeRequest, metadata, principal, peer: str
                                 ) -> pb.ChargeResponse:
+        admitted = await self._admit(message, principal, peer, "Charge")
+        if isinstance(admitted, pb.ChargeResponse):
+            return admitted
+        method, request, kind = admitted
+        started = time.monotonic()
+        call = tracing.begin_call(self._router.tracing.policy, metadata)
+        operation = convert.STREAM_REQUESTS[kind](request, principal.tenant, call.trace_id_hex)
+        reply = await self._router.submit(operation, None, call)
+        tracing.end_call(self._router.tracing, call, method, reply, operation,
+                         int(reply.code) if isinstance(reply, Rejection) else 0)
+        self._router.count(method, reply, started)
+        return await self._answer(message, method, request, reply, principal, call.trace_id_hex, peer)
+
+    async def _admit(self, message: pb.ChargeRequest, principal, peer: str, rpc: str):
+        """(method, request, kind) of one operation of a stream or batch, or the
+        ChargeResponse that refuses it (no operation, scope, request rates)."""
         kind = message.WhichOneof("operation")
-        tag = message.correlation_tag
         if kind is None:
             status = errors.status_of(Rejection(ErrorCode.INVALID_ARGUMENT, "operation", "one operation is required"))
-            return pb.ChargeResponse(correlation_tag=tag, error=status)
-        method = f"charging.v1.ChargingService/Charge.{kind}"
+            return pb.ChargeResponse(correlation_tag=message.correlation_tag, error=status)
+        method = f"charging.v1.ChargingService/{rpc}.{kind}"
         request = getattr(message, kind)
         guard = self._router.guard
         try:
@@ -214,22 +230,88 @@ class ChargingServicer(_Base, pb_grpc.ChargingServiceServicer):
         except Denied as denied:
             if guard.admin_log is not None:  # a refused money-in attempt is logged like a unary one
                 await guard.log(principal, method, request, code_name(denied.status.code), "", peer)
-            return pb.ChargeResponse(correlation_tag=tag, error=denied.status)
-        started = time.monotonic()
-        call = tracing.begin_call(self._router.tracing.policy, metadata)
-        operation = convert.STREAM_REQUESTS[kind](request, principal.tenant, call.trace_id_hex)
-        reply = await self._router.submit(operation, None, call)
-        tracing.end_call(self._router.tracing, call, method, reply, operation,
-                         int(reply.code) if isinstance(reply, Rejection) else 0)
-        self._router.count(method, reply, started)
+            return pb.ChargeResponse(correlation_tag=message.correlation_tag, error=denied.status)
+        return method, request, kind
+
+    async def _answer(self, message: pb.ChargeRequest, method: str, request, reply, principal, trace_id: str,
+                      peer: str) -> pb.ChargeResponse:
+        guard = self._router.guard
         if guard.admin_log is not None:
-            await guard.log(principal, method, request, outcome_of(reply), call.trace_id_hex, peer)
+            await guard.log(principal, method, request, outcome_of(reply), trace_id, peer)
         if isinstance(reply, Rejection):
-            return pb.ChargeResponse(correlation_tag=tag, error=errors.status_of(reply))
+            return pb.ChargeResponse(correlation_tag=message.correlation_tag, error=errors.status_of(reply))
         field, to_response = convert.REPLY_FIELDS[type(reply)]
-        response = pb.ChargeResponse(correlation_tag=tag)
+        response = pb.ChargeResponse(correlation_tag=message.correlation_tag)
         getattr(response, field).CopyFrom(to_response(reply))
         return response
+
+    async def ChargeBatch(self, request, context):
+        """Many operations in one message, each answered on its own, in order.
+
+        One server span for the message; each operation carries its trace id
+        (journal records name it). Operations are validated and admitted one by
+        one, then submitted together: in a shard's own listener as one frame."""
+        started = time.monotonic()
+        rpc_method = "charging.v1.ChargingService/ChargeBatch"
+        guard = self._router.guard
+        metadata = context.invocation_metadata()
+        try:
+            principal = guard.principal(metadata, rpc_method)
+        except Denied as denied:
+            await context.abort_with_status(rpc_status.to_status(denied.status))
+        count = len(request.operations)
+        if count > self._batch_operations_max:
+            await _abort(context, Rejection(ErrorCode.INVALID_ARGUMENT, "operations",
+                                            f"{count} operations; at most {self._batch_operations_max} a message"))
+        peer = context.peer()
+        call = tracing.begin_call(self._router.tracing.policy, metadata)
+        trace_id = call.trace_id_hex
+        responses: list = [None] * count
+        admitted = []  # (position, method, request, operation)
+        for position, message in enumerate(request.operations):
+            entry = await self._admit(message, principal, peer, "ChargeBatch")
+            if isinstance(entry, pb.ChargeResponse):
+                responses[position] = entry
+                continue
+            method, operation_request, kind = entry
+            try:
+                operation = convert.STREAM_REQUESTS[kind](operation_request, principal.tenant, trace_id)
+            except InvalidArgument as error:
+                responses[position] = pb.ChargeResponse(correlation_tag=message.correlation_tag, error=errors.status_of(
+                    Rejection(ErrorCode.INVALID_ARGUMENT, error.field, error.message)))
+                continue
+            admitted.append((position, method, operation_request, operation))
+        replies = await self._router.submit_many([operation for _, _, _, operation in admitted],
+                                                 deadline_of(context), call)
+        for (position, method, operation_request, _), reply in zip(admitted, replies):
+            responses[position] = await self._answer(request.operations[position], method, operation_request, reply,
+                                                     principal, trace_id, peer)
+        tracing.end_call(self._router.tracing, call, rpc_method, None, None, 0)
+        self._router.count(rpc_method, None, started)
+        return pb.ChargeBatchResponse(replies=responses)
+
+    async def GetShardMap(self, request, context):
+        """The map a client routes by: slots, the slot function, each shard's public address."""
+        principal = await self._router.guard.enter(context, "charging.v1.ChargingService/GetShardMap", request)
+        shard_map, endpoints = self._router.map_view()
+        if shard_map is None:
+            await _abort(context, Rejection(ErrorCode.UNAVAILABLE, "", "the shard map is not known yet; retry"))
+        return convert.shard_map_reply(shard_map, endpoints, principal.tenant)
+
+
+class ShardChargingServicer(ChargingServicer):
+    """The ChargingService of a shard's public listener (grid.dataplane.shard_server):
+    the front door's, over the shard's LocalRouter. Notifications span shards, so
+    they are watched through a front door."""
+
+    def __init__(self, router, config) -> None:
+        super().__init__(router, config.stream_operations_max, watchers_max=0,
+                         batch_operations_max=config.charge_batch_operations_max)
+
+    async def WatchNotifications(self, request, context):
+        await _abort(context, Rejection(ErrorCode.FAILED_PRECONDITION, "", "notifications are watched through a "
+                                        "front door (they span shards)"))
+        yield  # an async generator, as the front door's
 
 
 class AccountServicer(_Base, pb_grpc.AccountServiceServicer):

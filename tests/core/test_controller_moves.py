@@ -1,4 +1,4 @@
-"""grid/controller.py: the written-down slot move, its resume by a restarted
+"""grid/controlplane/controller.py: the written-down slot move, its resume by a restarted
 controller, 32-slot steps, the closing DropSlots sweep, and no second move
 while one is unfinished. Driven without Ray: a fake `ray` module routes the controller's calls to in-process
 ShardState cores through the same codec the shard actor uses.
@@ -15,7 +15,7 @@ import types
 
 import pytest
 
-from grid import controller as controller_module
+from grid.controlplane import controller as controller_module
 from grid.domain import operations as ops
 from grid.domain.outcomes import Result, Unit
 from grid.domain.rating import Rate, TariffPlan
@@ -37,7 +37,8 @@ def subscriber_in(slot: int) -> str:
 
 
 class FakeShard:
-    """A shard actor's apply_batch over an in-process core (codec in, codec out)."""
+    """A shard actor's apply_control over an in-process core (codec in, codec out),
+    and the maps the controller sends it."""
 
     def __init__(self, shard_id: int) -> None:
         self.state = ShardState(shard_id)
@@ -55,7 +56,15 @@ class FakeShard:
                 outer.state.take_writes()
                 return codec.pack_batch([*replies, 0])
 
-        self.apply_batch = _Method()
+        self.apply_control = _Method()
+        self.maps: list[dict] = []
+
+        class _SetMap:
+            @staticmethod
+            def remote(view: dict) -> None:
+                outer.maps.append(view)
+
+        self.set_shard_map = _SetMap()
 
     def do(self, operation):
         """One operation, through the codec both ways (as over Ray: no shared objects)."""
@@ -157,6 +166,24 @@ def test_a_move_of_many_slots_goes_in_steps_and_the_sweep_leaves_nothing_parked(
     assert "moving" not in json.loads((grid.data_dir / controller_module.MAP_FILE).read_text())
     assert all(balance(target, s) == BALANCE for s in subscribers.values())
     assert not any(source.state._parked.values())
+
+
+def test_every_shard_is_sent_the_map_of_each_switch_and_a_registering_shard_gets_it(grid):
+    """The shards' public listeners refuse slots they do not own by the map the
+    controller sends them: each switch reaches every shard, and a shard that
+    (re)starts and registers is answered the map and its peers are told."""
+    [source, target] = grid.shards
+    slot = 1
+    open_account(source, subscriber_in(slot))
+    controller = grid.controller()
+    moved = controller.move_slots([slot], 1)
+    for shard in (source, target):
+        assert [view["epoch"] for view in shard.maps] == moved["epochs"]
+        assert shard.maps[-1]["shard_of_slot"][slot] == 1
+    view = controller.register_shard({"shard_id": 1, "shard_epoch": 7, "public": "127.0.0.1:1", "internal": "x",
+                                      "token": "secret", "certificate_pem": b""})
+    assert view["shard_of_slot"][slot] == 1 and view["endpoints"][1] == {"public": "127.0.0.1:1", "shard_epoch": 7}
+    assert source.maps[-1] == view and "token" not in str(view)  # secrets stay with the shard
 
 
 def test_another_move_waits_until_the_written_down_move_is_finished(grid):

@@ -63,6 +63,8 @@ EXPECTED_SCOPES = {
     "ChargingService/GetSession": SCOPE_CHARGING,
     "ChargingService/WatchNotifications": SCOPE_CHARGING,
     "ChargingService/Quote": SCOPE_CHARGING,
+    "ChargingService/ChargeBatch": SCOPE_CHARGING,
+    "ChargingService/GetShardMap": SCOPE_CHARGING,
     "SpendingLimitService/Subscribe": SCOPE_POLICY,
     "SpendingLimitService/Unsubscribe": SCOPE_POLICY,
     "SpendingLimitService/WatchStatus": SCOPE_POLICY,
@@ -101,6 +103,8 @@ def test_scope_for_charge_stream_operations():
     for kind in kinds:
         expected = SCOPE_ACCOUNTS if kind == "top_up" else SCOPE_CHARGING
         assert security.scope_for(f"charging.v1.ChargingService/Charge.{kind}") == expected, kind
+        # A ChargeBatch's operations need what the same operation needs on the stream.
+        assert security.scope_for(f"charging.v1.ChargingService/ChargeBatch.{kind}") == expected, kind
 
 
 def test_scope_for_an_unknown_service_or_method_is_the_operators():

@@ -1041,6 +1041,9 @@ def test_the_campaigns_cover_every_request_type():
               for method in pb.DESCRIPTOR.services_by_name[service].methods
               if not method.client_streaming and not method.server_streaming}
     wanted |= {"admin.Dispute", "admin.ExportCdrs", "admin.CreateSnapshot"}
+    # ChargeBatch carries the unary requests fuzzed here (test_e2e_charge_batch holds it to their
+    # answers); GetShardMap takes no input.
+    wanted -= {"charging.ChargeBatch", "charging.GetShardMap"}
     assert wanted - set(CAMPAIGNS) == set()
 
 

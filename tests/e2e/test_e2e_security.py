@@ -501,6 +501,9 @@ RPCS = [
     Rpc("charging", "WatchNotifications", CHARGING,
         lambda s: pb.WatchNotificationsRequest(client_id="scope-probe"), "server_stream"),
     Rpc("charging", "Quote", CHARGING, lambda s: pb.QuoteRequest(subscriber_id=s, rating_group=VOICE, used_units=60)),
+    Rpc("charging", "ChargeBatch", CHARGING, lambda s: pb.ChargeBatchRequest(operations=[
+        pb.ChargeRequest(correlation_tag=1, reserve=reserve_request(s, 1, SMS))])),
+    Rpc("charging", "GetShardMap", CHARGING, lambda s: pb.GetShardMapRequest()),
     Rpc("policy", "Subscribe", POLICY,
         lambda s: pb.SubscribeRequest(request_id=new_id(), subscriber_id=s, client_id="pcf-probe")),
     Rpc("policy", "Unsubscribe", POLICY,
@@ -565,6 +568,65 @@ def test_every_rpc_needs_a_credential_and_its_scope(grid, subscriber_a, rpc):
         error
     if rpc.shape == "server_stream":  # a watch that was let in waits for notifications until its deadline
         assert error is not None and error.code == grpc.StatusCode.DEADLINE_EXCEEDED, error
+
+
+def _shard_channels(grid, leaf="client"):
+    """shard id -> a mutual-TLS channel to its public listener (addresses from GetShardMap)."""
+    shard_map = grid.stubs(key="admin-a").charging.GetShardMap(pb.GetShardMapRequest(), timeout=10)
+    leaf = getattr(grid.pki, leaf) if leaf else None
+    return shard_map, {shard.shard_id: tls_channel(shard.address, grid.pki.ca.cert_pem.bytes(), leaf)
+                       for shard in shard_map.shards}
+
+
+def test_a_shards_own_listener_has_the_front_doors_tls_credentials_and_tenants(grid, subscriber_a):
+    """Direct routing opens no side door: the shard's public listener refuses what the
+    front door refuses, and tenant B never reaches tenant A's subscriber there."""
+    shard_map, channels = _shard_channels(grid)
+    try:
+        assert shard_map.tenant == TENANT_A
+        owner = grid.shard_of(TENANT_A, subscriber_a)
+        own = bound_stubs(channels[owner], key_metadata("admin-a"))
+        assert money_of(own, subscriber_a) == money_of(grid.stubs(key="admin-a"), subscriber_a)
+        for metadata in ((), (("x-api-key", "not-a-configured-key"),)):
+            error = refused(bound_stubs(channels[owner], metadata).charging.GetBalance,
+                            pb.GetBalanceRequest(subscriber_id=subscriber_a), timeout=10)
+            assert error.code == grpc.StatusCode.UNAUTHENTICATED, error
+        error = refused(bound_stubs(channels[owner], key_metadata("without-accounts")).charging.TopUp,
+                        top_up_request(subscriber_a, 1), timeout=10)
+        assert error.code == grpc.StatusCode.PERMISSION_DENIED, error
+        # Tenant B's credential: its own (absent) subscriber of that id, never A's.
+        other = bound_stubs(channels[grid.shard_of(TENANT_B, subscriber_a)], key_metadata("admin-b"))
+        reply = other.charging.Reserve(reserve_request(subscriber_a, 1, SMS), timeout=10)
+        assert reply.result == pb.USER_UNKNOWN, reply
+    finally:
+        for channel in channels.values():
+            channel.close()
+    # Without a client certificate (mutual TLS) the shard's listener is closed too.
+    _, bare = _shard_channels(grid, leaf=None)
+    try:
+        error = refused(bound_stubs(bare[0], key_metadata("admin-a")).charging.GetBalance,
+                        pb.GetBalanceRequest(subscriber_id=subscriber_a), timeout=10)
+        assert error.code == grpc.StatusCode.UNAVAILABLE, error
+    finally:
+        for channel in bare.values():
+            channel.close()
+
+
+def test_the_internal_stream_refuses_a_caller_without_the_shards_token(grid):
+    """The front doors' port of a shard takes frames only with the token handed out over Ray."""
+    from grid.dataplane import frames
+
+    endpoint = grid.embedded.grid.router.batchers[0].link.endpoint
+    channel = grpc.secure_channel(endpoint["internal"], grpc.ssl_channel_credentials(endpoint["certificate_pem"]),
+                                  options=[("grpc.ssl_target_name_override", frames.INTERNAL_TLS_NAME)])
+    try:
+        call = channel.stream_stream(frames.PATH)
+        for metadata in ((), ((frames.TOKEN_HEADER, "0" * 32),)):
+            with pytest.raises(grpc.RpcError) as raised:
+                list(call(iter([frames.pack_frame(1, None, [])]), metadata=metadata, timeout=10))
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        channel.close()
 
 
 def test_a_top_up_without_the_accounts_scope_changes_nothing(grid, subscriber_a):

@@ -1,4 +1,4 @@
-"""Fault points between the storage write and the reply (grid/shard/faults.py).
+"""Fault points between the storage write and the reply (grid/dataplane/faults.py).
 
 exit_after_commit: the shard dies (as kill -9 would) after its batch is synced
 and before the reply leaves: the effect is durable, the reply is lost; the

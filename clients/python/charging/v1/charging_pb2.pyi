@@ -266,6 +266,56 @@ JOURNAL_SLOT_MOVED_IN: JournalKind
 JOURNAL_POOL_OUT: JournalKind
 JOURNAL_POOL_IN: JournalKind
 
+class ChargeBatchRequest(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[ChargeRequest]
+    def __init__(self, operations: _Optional[_Iterable[_Union[ChargeRequest, _Mapping]]] = ...) -> None: ...
+
+class ChargeBatchResponse(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[ChargeResponse]
+    def __init__(self, replies: _Optional[_Iterable[_Union[ChargeResponse, _Mapping]]] = ...) -> None: ...
+
+class GetShardMapRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SlotRange(_message.Message):
+    __slots__ = ("first", "last")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    last: int
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ...) -> None: ...
+
+class ShardEndpoint(_message.Message):
+    __slots__ = ("shard_id", "slot_ranges", "address", "shard_epoch")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    SLOT_RANGES_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    slot_ranges: _containers.RepeatedCompositeFieldContainer[SlotRange]
+    address: str
+    shard_epoch: int
+    def __init__(self, shard_id: _Optional[int] = ..., slot_ranges: _Optional[_Iterable[_Union[SlotRange, _Mapping]]] = ..., address: _Optional[str] = ..., shard_epoch: _Optional[int] = ...) -> None: ...
+
+class GetShardMapResponse(_message.Message):
+    __slots__ = ("epoch", "slots", "slot_function", "shards", "tenant")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    slots: int
+    slot_function: str
+    shards: _containers.RepeatedCompositeFieldContainer[ShardEndpoint]
+    tenant: str
+    def __init__(self, epoch: _Optional[int] = ..., slots: _Optional[int] = ..., slot_function: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardEndpoint, _Mapping]]] = ..., tenant: _Optional[str] = ...) -> None: ...
+
 class QuoteRequest(_message.Message):
     __slots__ = ("subscriber_id", "rating_group", "used_units", "destination", "roaming_zone", "at_ms", "service_identifier")
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -5,7 +5,7 @@ import warnings
 
 from charging.v1 import charging_pb2 as charging_dot_v1_dot_charging__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -105,6 +105,16 @@ class ChargingServiceStub:
                 '/charging.v1.ChargingService/Quote',
                 request_serializer=charging_dot_v1_dot_charging__pb2.QuoteRequest.SerializeToString,
                 response_deserializer=charging_dot_v1_dot_charging__pb2.QuoteResponse.FromString,
+                _registered_method=True)
+        self.ChargeBatch = channel.unary_unary(
+                '/charging.v1.ChargingService/ChargeBatch',
+                request_serializer=charging_dot_v1_dot_charging__pb2.ChargeBatchRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.ChargeBatchResponse.FromString,
+                _registered_method=True)
+        self.GetShardMap = channel.unary_unary(
+                '/charging.v1.ChargingService/GetShardMap',
+                request_serializer=charging_dot_v1_dot_charging__pb2.GetShardMapRequest.SerializeToString,
+                response_deserializer=charging_dot_v1_dot_charging__pb2.GetShardMapResponse.FromString,
                 _registered_method=True)
 
 
@@ -222,6 +232,27 @@ class ChargingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChargeBatch(self, request, context):
+        """Many operations in one message: replies[i] answers operations[i], each
+        with its own result or error (as on the Charge stream), none failing
+        another. At most 8,190 operations a message (INVALID_ARGUMENT
+        operations past it); operations on one subscriber apply in their order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetShardMap(self, request, context):
+        """The shard map, for clients that route to the shards themselves: its
+        epoch, the slot function written out, and each shard's slots and public
+        address. A shard answers an operation for a slot it does not own with
+        FAILED_PRECONDITION and an ErrorInfo of reason SHARD_MAP_STALE (metadata:
+        slot, map_epoch): fetch the map again, or go through a front door.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChargingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -294,6 +325,16 @@ def add_ChargingServiceServicer_to_server(servicer, server):
                     servicer.Quote,
                     request_deserializer=charging_dot_v1_dot_charging__pb2.QuoteRequest.FromString,
                     response_serializer=charging_dot_v1_dot_charging__pb2.QuoteResponse.SerializeToString,
+            ),
+            'ChargeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChargeBatch,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.ChargeBatchRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.ChargeBatchResponse.SerializeToString,
+            ),
+            'GetShardMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShardMap,
+                    request_deserializer=charging_dot_v1_dot_charging__pb2.GetShardMapRequest.FromString,
+                    response_serializer=charging_dot_v1_dot_charging__pb2.GetShardMapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -676,6 +717,60 @@ class ChargingService:
             '/charging.v1.ChargingService/Quote',
             charging_dot_v1_dot_charging__pb2.QuoteRequest.SerializeToString,
             charging_dot_v1_dot_charging__pb2.QuoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChargeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/ChargeBatch',
+            charging_dot_v1_dot_charging__pb2.ChargeBatchRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.ChargeBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShardMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/charging.v1.ChargingService/GetShardMap',
+            charging_dot_v1_dot_charging__pb2.GetShardMapRequest.SerializeToString,
+            charging_dot_v1_dot_charging__pb2.GetShardMapResponse.FromString,
             options,
             channel_credentials,
             insecure,

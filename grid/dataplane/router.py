@@ -1,5 +1,6 @@
-"""Routes each operation to its shard's batcher by subscriber key; catalog
-writes go to every shard (each keeps its own durable copy of the catalog)."""
+"""The front door's router: each operation to its shard's batcher by subscriber
+key; catalog writes go to every shard (each keeps its own durable copy of the
+catalog). An operation answered SlotMoved is sent again by the newer map."""
 
 import asyncio
 import time
@@ -9,7 +10,7 @@ from grid.domain.limits import CoreLimits
 from grid.domain.outcomes import ErrorCode, Result
 from grid.domain.validation import rejection_for
 from grid.tracing import Tracing
-from grid.frontdoor.batcher import ShardBatcher
+from grid.dataplane.batcher import ShardBatcher
 from grid.routing import ShardMap
 
 
@@ -27,10 +28,12 @@ SLOT_WAIT_MAX_S = 10.0
 
 
 class Router:
-    def __init__(self, shard_map: ShardMap, batchers: list[ShardBatcher], limits: CoreLimits,
-                 tracing: Tracing | None = None) -> None:
+    def __init__(self, shard_map: ShardMap, endpoints: dict[int, dict], batchers: list[ShardBatcher],
+                 limits: CoreLimits, tracing: Tracing | None = None) -> None:
         assert len(batchers) == shard_map.shards
         self.shard_map = shard_map
+        # shard id -> its public endpoint ("public" address, "shard_epoch"), from the controller.
+        self.endpoints = endpoints
         self.batchers = batchers
         # Set by the grid: fetch the controller's map now (a slot moved).
         self.refresh_map = None
@@ -53,6 +56,9 @@ class Router:
         self.notified.set()
         self.notified = asyncio.Event()
 
+    def map_view(self) -> tuple[ShardMap, dict[int, dict]]:
+        return self.shard_map, self.endpoints
+
     def count(self, method: str, reply, started_monotonic: float) -> None:
         if self.metrics is None:
             return
@@ -70,10 +76,34 @@ class Router:
             return await self.batchers[0].submit(operation, deadline_monotonic)
         shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
         reply = await self.batchers[shard].submit(operation, deadline_monotonic, call)
+        if isinstance(reply, ops.SlotMoved):
+            reply = await self._follow_moved(operation, reply, deadline_monotonic, call)
+        return reply
+
+    async def submit_many(self, operations: list, deadline_monotonic: float | None = None, call=None) -> list:
+        """Replies to many operations (a ChargeBatch), each on its own: queued at
+        their shards at once, in their order, without a task each."""
+        replies: list = [None] * len(operations)
+        queued = []
+        for position, operation in enumerate(operations):
+            rejection = rejection_for(operation, self.limits)
+            if rejection is not None:
+                replies[position] = rejection
+                continue
+            shard = self.shard_map.shard_for(operation.tenant, operation.subscriber_id)
+            queued.append((position, operation, self.batchers[shard].enqueue(operation, deadline_monotonic, call)))
+        for position, operation, future in queued:
+            reply = await future
+            if isinstance(reply, ops.SlotMoved):
+                reply = await self._follow_moved(operation, reply, deadline_monotonic, call)
+            replies[position] = reply
+        return replies
+
+    async def _follow_moved(self, operation, reply: ops.SlotMoved, deadline_monotonic, call):
+        """The slot is moving or moved: wait for the map that routes it elsewhere,
+        then send the same operation (same request id) there."""
         waited_s = 0.0
         while isinstance(reply, ops.SlotMoved):
-            # The slot is moving or moved: wait for the map that routes it elsewhere,
-            # then send the same operation (same request id) there.
             if waited_s >= SLOT_WAIT_MAX_S or (deadline_monotonic is not None
                                                and time.monotonic() + SLOT_POLL_S >= deadline_monotonic):
                 return ops.Rejection(ErrorCode.UNAVAILABLE, "subscriber_id",

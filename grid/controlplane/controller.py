@@ -1,5 +1,9 @@
 """The shard map's owner: one named Ray actor per grid holding the map and its
-epoch, and moving slots between shards.
+epoch, each shard's data-plane endpoint, and moving slots between shards.
+
+Shards register their endpoint (address, incarnation) when they start and are
+sent the map whenever it changes, so each shard's public listener knows which
+slots it serves; GetShardMap answers the same map to clients.
 
 Front doors (one or many, on any node) read the map from it at start and poll
 it for changes, so every front door routes a subscriber to the same shard and
@@ -59,6 +63,8 @@ class ControllerActor:
         self._shards = shards
         self._prefix = actor_prefix
         self._lock = threading.Lock()  # the actor is threaded: polls are answered during a move
+        # shard id -> the endpoint its current incarnation registered (grid.dataplane.shard_server).
+        self._endpoints: dict[int, dict] = {}
         self._move_lock = threading.Lock()
         if self._moving is not None:
             threading.Thread(target=self._resume, args=(self._moving,), name="resume-move", daemon=True).start()
@@ -86,6 +92,55 @@ class ControllerActor:
         """(epoch, slots, shard of each slot)."""
         with self._lock:
             return self._map.epoch, self._map.slots, self._map.shard_of_slot
+
+    def register_shard(self, endpoint: dict) -> dict:
+        """A shard (re)started and listens at endpoint; answers the map it serves by."""
+        with self._lock:
+            self._endpoints[int(endpoint["shard_id"])] = dict(endpoint)
+            view = self._view()
+        self._push(view, but=int(endpoint["shard_id"]))
+        return view
+
+    def shard_map_view(self) -> dict:
+        """The map with every shard's public endpoint (GetShardMap, front doors)."""
+        missing = [shard_id for shard_id in range(self._shards) if shard_id not in self._endpoints]
+        if missing:  # a restarted controller: ask the shards themselves, once
+            self._gather_endpoints(missing)
+        with self._lock:
+            return self._view()
+
+    def _gather_endpoints(self, shard_ids: list[int]) -> None:
+        import ray
+
+        for shard_id in shard_ids:
+            try:
+                endpoint = ray.get(self._shard(shard_id).data_plane_endpoint.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - restarting: it registers itself when up
+                continue
+            with self._lock:
+                self._endpoints.setdefault(shard_id, endpoint)
+
+    def _view(self) -> dict:
+        """(Under the lock.) What shards and front doors route by; no secrets in it."""
+        return {"epoch": self._map.epoch, "slots": self._map.slots, "shard_of_slot": list(self._map.shard_of_slot),
+                "endpoints": {shard_id: {"public": endpoint.get("public", ""),
+                                         "shard_epoch": endpoint.get("shard_epoch", 0)}
+                              for shard_id, endpoint in self._endpoints.items()}}
+
+    def _shard(self, shard_id: int):
+        import ray
+
+        return ray.get_actor(f"grid-{self._prefix}-shard-{shard_id}", namespace=NAMESPACE)
+
+    def _push(self, view: dict, but: int = -1) -> None:
+        """Send the map to every shard (not waited for: a shard restarting gets it when it registers)."""
+        for shard_id in range(self._shards):
+            if shard_id == but:
+                continue
+            try:
+                self._shard(shard_id).set_shard_map.remote(view)
+            except Exception:  # noqa: BLE001 - not started yet, or restarting
+                log.debug("shard %d not told of map epoch %d", shard_id, view["epoch"], exc_info=True)
 
     def set_map(self, expected_epoch: int, shard_of_slot: tuple[int, ...]) -> int:
         """Replace the map if it is still at expected_epoch; returns the epoch now
@@ -117,17 +172,19 @@ class ControllerActor:
                 os.fsync(directory)
             finally:
                 os.close(directory)
+        changed = new_map.epoch != self._map.epoch
         self._map = new_map
         self._moving = moving
+        if changed:
+            self._push(self._view())
 
     def move_slots(self, slots: list[int], target: int, _resuming: bool = False) -> dict:
         """Move slots (from whichever shards hold them) to the target shard while
         traffic flows. Returns what moved. Run again after a failure (or by a
         restarted controller) it finishes what the first run left."""
-        import ray
 
         from grid.domain import operations as ops
-        from grid.shard import faults
+        from grid.dataplane import faults
 
         if not 0 <= target < self._shards:
             raise ValueError(f"no shard {target}")
@@ -159,9 +216,7 @@ class ControllerActor:
             with self._lock:  # written down before the first step: a restarted controller finishes it
                 self._replace(self._map, {"slots": wanted, "target": target, "sources": sources})
 
-            def shard(shard_id: int):
-                return ray.get_actor(f"grid-{self._prefix}-shard-{shard_id}", namespace=NAMESPACE)
-
+            shard = self._shard
             moved = {"accounts": 0, "slots": 0, "epochs": []}
             steps = [(source, group[start:start + SLOTS_PER_STEP]) for source, group in by_source.items()
                      for start in range(0, len(group), SLOTS_PER_STEP)]
@@ -199,7 +254,7 @@ def _apply(handle, operation):
     from grid.domain import operations as ops
     from grid.storage import codec
 
-    [reply, _notifications] = codec.unpack_batch(ray.get(handle.apply_batch.remote(codec.pack_batch([operation]))))
+    [reply, _notifications] = codec.unpack_batch(ray.get(handle.apply_control.remote(codec.pack_batch([operation]))))
     if isinstance(reply, ops.Rejection):
         raise RuntimeError(f"{type(operation).__name__} refused: {reply.field}: {reply.message}")
     return reply

@@ -1,12 +1,15 @@
-"""Every Ray API call of the grid, behind one small wrapper.
+"""Every Ray API call of the grid, behind one small wrapper (the control plane).
 
-Starts (or joins) Ray, checks the data directory's manifest, creates one shard
-actor per shard, and stops them cleanly. Shard actors restart on failure
-(max_restarts) but their tasks are never retried by Ray (max_task_retries=0):
-the front door retries a failed batch itself, with the same request ids.
+Starts (or joins) Ray, checks the data directory's manifest, creates the
+controller and one shard actor per shard, and stops them cleanly. Shard actors
+restart on failure (max_restarts) but their tasks are never retried by Ray
+(max_task_retries=0). No operation of a charge comes through here: front doors
+ask a shard for its data-plane endpoint over Ray, then stream operations to it
+over gRPC (grid.dataplane).
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,7 +19,7 @@ import pathlib
 import ray
 
 from grid.config import GridConfig
-from grid.shard.actor import ShardActor
+from grid.controlplane.shard_actor import ShardActor
 from grid.storage import codec
 
 log = logging.getLogger("grid.cluster")
@@ -90,7 +93,7 @@ def _shared_options(config: GridConfig) -> dict:
     return {"lifetime": "detached", "get_if_exists": True}
 
 
-def create_shards(config: GridConfig) -> list:
+def create_shards(config: GridConfig, controller_name: str = "") -> list:
     """The shard actors: created, or on a joined cluster found by name. With
     config.shard_resource each needs one unit of that Ray resource, so shards
     run only on the nodes meant for them; on a joined cluster they are spread
@@ -115,7 +118,7 @@ def create_shards(config: GridConfig) -> list:
             **({"runtime_env": {"env_vars": otel_env}} if otel_env else {}),
             **placement,
             **_shared_options(config),
-        ).remote(shard_id, str(config.data_dir.resolve()), config.limits, config.tracing)
+        ).remote(shard_id, dataclasses.replace(config, data_dir=config.data_dir.resolve()), controller_name)
         for shard_id in range(config.shards)
     ]
     # Wait until every shard has loaded its state: fail now, not on the first call.
@@ -125,9 +128,13 @@ def create_shards(config: GridConfig) -> list:
     return handles
 
 
+def controller_name(config: GridConfig) -> str:
+    return f"grid-{_actor_prefix(config.data_dir)}-controller"
+
+
 def controller(config: GridConfig):
     """The grid's controller actor (grid.controller): created, or found by name."""
-    from grid.controller import ControllerActor
+    from grid.controlplane.controller import ControllerActor
 
     prefix = _actor_prefix(config.data_dir)
     return ray.remote(ControllerActor).options(
@@ -190,14 +197,15 @@ def stop_shards(handles: list) -> None:
         ray.kill(handle, no_restart=True)
 
 
-async def apply_batch(handle, operations: list, trace: dict | None = None) -> tuple[list, int]:
-    """The replies, and the shard's newest notification sequence after the batch.
-    trace: the batch's trace context (grid.frontdoor.batcher) or None (no spans)."""
-    if trace is None:
-        items = codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations)))
-    else:
-        items = codec.unpack_batch(await handle.apply_batch.remote(codec.pack_batch(operations), trace))
-    return items[:-1], items[-1]
+async def data_plane_endpoint(handle) -> dict:
+    """Where a shard's current incarnation listens, its token and certificate
+    (waits while Ray restarts it)."""
+    return await handle.data_plane_endpoint.remote()
+
+
+async def shard_map_view(controller_handle) -> dict:
+    """The controller's map with each shard's public endpoint (GetShardMap)."""
+    return await controller_handle.shard_map_view.remote()
 
 
 async def dispute_records(handle, tenant: str, subscriber_id: str, from_ms: int, to_ms: int,
@@ -214,6 +222,5 @@ async def checkpoint_shards(handles: list, snapshot_dir: str) -> list[dict]:
     return list(await asyncio.gather(*(handle.checkpoint.remote(snapshot_dir) for handle in handles)))
 
 
-# Errors after which a batch may or may not have been applied by a shard that
-# died: retry it with the same request ids (idempotency makes that exact).
+# Errors of a Ray call to a shard that died or is restarting: ask again.
 RETRYABLE_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)

@@ -1,10 +1,14 @@
-"""The shard actor: applies a batch to the pure core, writes one synced batch,
-and only then replies (DESIGN.md sections 7 and 8).
+"""The shard actor: the control-plane face of a shard (DESIGN.md 2, 7 and 8).
 
-It is a plain (threaded, max_concurrency=1) actor, so no two batches ever
-interleave: there is no await between a balance check and its write. A restart
-(by Ray, or of the whole grid) rebuilds the state from RocksDB in the
-constructor and takes a new epoch.
+Ray places it on a node and restarts it when its process dies. Its
+constructor rebuilds the state from RocksDB, takes a new epoch, opens the
+shard's data-plane listeners (grid.dataplane.shard_server) and registers
+their endpoint with the controller; from then on every operation of a charge
+reaches the shard there, over gRPC, and is applied by the group committer.
+What Ray calls here are control-plane steps: a slot move's export, import and
+drop (through the same committer, in the shard's order), the shard map when
+it changes, snapshots, audits, dispute and journal reads (under the shard's
+lock, between two groups).
 """
 
 import dataclasses
@@ -12,25 +16,20 @@ import gc
 import logging
 import os
 import pathlib
+import threading
 import time
 
 from grid import tracing
+from grid.dataplane.faults import FaultPoints
+from grid.dataplane.shard_server import ShardServer
 from grid.domain import operations as ops
-from grid.domain.limits import CoreLimits
 from grid.domain.shard_state import ShardState
-from grid.shard.faults import FaultPoints
 from grid.storage import codec
 from grid.storage.shard_store import ShardStore
 
 log = logging.getLogger("grid.shard")
 
-
-# Journal records past the retention are dropped by the shard this often (bounded work per call).
-JOURNAL_PRUNE_INTERVAL_MS = 60_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+NAMESPACE = "charging-grid"
 
 
 def _node_id() -> str:
@@ -43,76 +42,75 @@ def _node_id() -> str:
         return ""
 
 
+def listen_host(config) -> str:
+    """Where a shard listens: loopback when the grid's front door does (the
+    embedded default), else this node's address, which other nodes reach."""
+    from grid import security
+
+    if security.is_loopback(config.host):
+        return "127.0.0.1"
+    try:
+        import ray
+
+        return ray.util.get_node_ip_address()
+    except Exception:  # outside Ray
+        return config.host
+
+
 class ShardActor:
-    def __init__(self, shard_id: int, data_dir: str, limits: CoreLimits,
-                 policy: tracing.TracingPolicy = tracing.TracingPolicy()) -> None:
+    def __init__(self, shard_id: int, config, controller_name: str = "") -> None:
         started = time.monotonic()
         self.shard_id = shard_id
-        self.tracing = tracing.Tracing.from_environment("charging-grid-shard", policy)
-        path = pathlib.Path(data_dir) / f"shard-{shard_id}"
+        self.lock = threading.RLock()  # held by the committer from apply to synced write
+        self.tracing = tracing.Tracing.from_environment("charging-grid-shard", config.tracing)
+        path = pathlib.Path(config.data_dir).resolve() / f"shard-{shard_id}"
         path.mkdir(parents=True, exist_ok=True)
         self.store = ShardStore(path, shard_id)
-        self.state = ShardState.restore(shard_id, self.store.load_records(), limits)
-        # A new incarnation takes a new epoch before it serves (fencing, issue 5 builds on it).
+        self.state = ShardState.restore(shard_id, self.store.load_records(), config.limits)
+        # A new incarnation takes a new epoch before it serves (fencing).
         self.state.meta.epoch += 1
         self.store.put_synced(self.state.meta)
         self.faults = FaultPoints.from_environment(shard_id, self.state.meta.epoch)
         if self.faults.armed:
             log.warning("shard %d: fault points armed: %s", shard_id, self.faults)
-        self._next_journal_prune_ms = 0
         self.load_seconds = time.monotonic() - started
-        # The loaded state and the modules live as long as the actor: a full
-        # collection need not rescan them (a million accounts would make each one long).
-        gc.collect()
-        gc.freeze()
+        self.freeze_memory()
+        self.server = ShardServer(self, config, listen_host(config))
+        self.endpoint = self.server.start()
+        if controller_name:
+            import ray
+
+            # By name, not a handle among the constructor's arguments: Ray keeps arguments
+            # holding handles in its object store, where a restart may no longer find them.
+            # The controller answers with the map (and every shard's endpoint) we route by.
+            controller = ray.get_actor(controller_name, namespace=NAMESPACE)
+            self.server.set_shard_map(ray.get(controller.register_shard.remote(self.endpoint)))
         log.info(
             "shard %d epoch %d loaded %d accounts in %.2fs",
             shard_id, self.state.meta.epoch, len(self.state.accounts), self.load_seconds,
         )
 
-    def apply_batch(self, payload: bytes, trace: dict | None = None) -> bytes:
-        """Operations in, replies out, both packed by the codec (see codec.pack_batch).
-        With a trace context (tracing on) each operation gets its span."""
-        try:
-            now = now_ms() + self.faults.clock_offset_ms
-            operations = codec.unpack_batch(payload)
-            self.faults.before_apply(operations)
-            traced = trace is not None and self.tracing.enabled
-            if traced:
-                applied_at_ns = time.time_ns()
-                replies, spans = self._apply_traced(operations, trace, now)
-            else:
-                # No spans, but every journal record still names the span that applied it.
-                operations = [dataclasses.replace(op, span_id=tracing.hex_span_id(tracing.new_span_id()))
-                              if hasattr(op, "span_id") else op for op in operations]
-                replies = self.state.apply_batch(operations, now)
-            writes = self.state.take_writes()
-            commit_started_ns = time.time_ns()
-            if writes:
-                self.faults.before_commit()
-                self.store.commit(writes)
-                self.faults.after_commit()
-            if traced:
-                self._record_spans(trace, spans, applied_at_ns, commit_started_ns, len(writes.puts))
-            if self.state.prepare_indexes():
-                # A new plan version: its index (tens of thousands of prefixes) lives until
-                # the next one; freezing it keeps full collections from rescanning it.
-                gc.collect()
-                gc.freeze()
-            if now >= self._next_journal_prune_ms:
-                self._next_journal_prune_ms = now + JOURNAL_PRUNE_INTERVAL_MS
-                self.store.forget_journal_before(now - self.state.limits.charge_retention_s * 1000)
-        except BaseException:
-            # Memory may now be ahead of disk: never serve from it. Die, and let the
-            # restarted actor rebuild from RocksDB; the front door retries with the
-            # same request ids, so nothing applies twice.
-            log.exception("shard %d failed applying a batch; exiting to reload from storage", self.shard_id)
-            os._exit(70)
-        # The shard's newest notification sequence rides after the replies: front
-        # doors wake their watchers when it moves instead of waiting for a poll.
+    def freeze_memory(self) -> None:
+        """The loaded state (or a new plan version's index) lives as long as the actor:
+        a full collection need not rescan it (a million accounts would make each one long)."""
+        gc.collect()
+        gc.freeze()
+
+    def data_plane_endpoint(self) -> dict:
+        """Where and how front doors reach this incarnation (its token: the control plane only)."""
+        return self.endpoint
+
+    def set_shard_map(self, view: dict) -> None:
+        """The controller's map changed (a slot moved, a shard registered)."""
+        self.server.set_shard_map(view)
+
+    def apply_control(self, payload: bytes) -> bytes:
+        """Control-plane operations (a slot move's steps), packed by the codec, through
+        the same group commit as the data plane: the shard's own order and synced write."""
+        replies = self.server.apply_control(codec.unpack_batch(payload))
         return codec.pack_batch([*replies, self.state.meta.next_notification_sequence - 1])
 
-    def _apply_traced(self, operations: list, trace: dict, now: int) -> tuple[list, list]:
+    def apply_traced(self, operations: list, trace: dict, now: int) -> tuple[list, list]:
         """ShardState.apply_batch, one operation at a time, noting for each its span
         id (journaled), its times and the account before and after."""
         state = self.state
@@ -136,7 +134,7 @@ class ShardActor:
                               ended_ns))
         return replies, spans
 
-    def _record_spans(self, trace: dict, spans: list, applied_at_ns: int, commit_started_ns: int,
+    def record_spans(self, trace: dict, spans: list, applied_at_ns: int, commit_started_ns: int,
                       records_written: int) -> None:
         """The shard's spans: one per operation (a child of its call's server span),
         the batch (a child of the front door's batch span) and its storage commit."""
@@ -185,51 +183,64 @@ class ShardActor:
         )
 
     def info(self) -> dict:
-        return {
-            "shard_id": self.shard_id,
-            "epoch": self.state.meta.epoch,
-            "accounts": len(self.state.accounts),
-            "pid": os.getpid(),
-            "node_id": _node_id(),
-            "load_seconds": self.load_seconds,
-            "holds_outstanding": sum(len(holds) for holds in self.state._active_holds.values()),
-            "holds_expired": self.state.expired_total,
-            "sessions_active": sum(len(sessions) for sessions in self.state._account_sessions.values()),
-        }
+        with self.lock:
+            committer = self.server.committer
+            return {
+                "shard_id": self.shard_id,
+                "epoch": self.state.meta.epoch,
+                "accounts": len(self.state.accounts),
+                "pid": os.getpid(),
+                "node_id": _node_id(),
+                "load_seconds": self.load_seconds,
+                "holds_outstanding": sum(len(holds) for holds in self.state._active_holds.values()),
+                "holds_expired": self.state.expired_total,
+                "sessions_active": sum(len(sessions) for sessions in self.state._account_sessions.values()),
+                "internal_address": self.endpoint["internal"],
+                "public_address": self.endpoint["public"],
+                "groups_written": committer.groups,
+                "frames_applied": committer.frames,
+                "operations_applied": committer.operations,
+                "queue_operations": committer.queue_depth,
+            }
 
     def checkpoint(self, snapshot_dir: str) -> dict:
-        """Checkpoint between two batches (this actor runs one call at a time, so
-        traffic pauses for at most the batch being applied)."""
-        self.store.checkpoint(pathlib.Path(snapshot_dir) / f"shard-{self.shard_id}")
-        return {
-            "shard_id": self.shard_id,
-            "epoch": self.state.meta.epoch,
-            "journal_sequence": self.state.meta.next_journal_sequence - 1,
-        }
+        """Checkpoint between two groups (traffic pauses for at most the group being written)."""
+        with self.lock:
+            self.store.checkpoint(pathlib.Path(snapshot_dir) / f"shard-{self.shard_id}")
+            return {
+                "shard_id": self.shard_id,
+                "epoch": self.state.meta.epoch,
+                "journal_sequence": self.state.meta.next_journal_sequence - 1,
+            }
 
     def dispute_records(self, tenant: str, subscriber_id: str, from_ms: int, to_ms: int,
                         scanned_max: int) -> tuple[bytes, bool]:
-        """A subscriber's journal records in a window (a dispute). Runs between two
-        batches like everything here: bounded by scanned_max."""
-        records, truncated = self.store.subscriber_journal(tenant, subscriber_id, from_ms, to_ms, scanned_max)
+        """A subscriber's journal records in a window (a dispute), bounded by scanned_max."""
+        with self.lock:
+            records, truncated = self.store.subscriber_journal(tenant, subscriber_id, from_ms, to_ms, scanned_max)
         return codec.pack_batch(records), truncated
 
     def audit(self) -> dict:
         """Reconcile this shard's journal with its state (grid.audit). Reads the whole
-        journal between two batches: the shard pauses meanwhile."""
+        journal between two groups: the shard pauses meanwhile."""
         from grid import audit
 
-        report = audit.audit_shard(self.shard_id, list(self.store.load_records()), self.store.journal())
+        with self.lock:
+            report = audit.audit_shard(self.shard_id, list(self.store.load_records()), self.store.journal())
         return dataclasses.asdict(report)
 
     def journal_page(self, from_sequence: int, limit: int) -> bytes:
         """Journal records from a sequence on, packed (CDR export pages)."""
-        return codec.pack_batch(self.store.journal(from_sequence, limit))
+        with self.lock:
+            return codec.pack_batch(self.store.journal(from_sequence, limit))
 
     def journal(self, from_sequence: int = 1, limit: int = 1000) -> list:
-        return self.store.journal(from_sequence, limit)
+        with self.lock:
+            return self.store.journal(from_sequence, limit)
 
     def close(self) -> None:
-        """Release the RocksDB lock before the actor is killed (a clean stop)."""
+        """Finish the data plane's queued groups, then release the RocksDB lock
+        before the actor is killed (a clean stop)."""
+        self.server.stop()
         self.store.close()
         self.tracing.shutdown()  # flushes the spans not yet exported

@@ -1,16 +1,18 @@
-"""A micro-batcher per shard: one Ray call carries many operations.
+"""A micro-batcher per shard: one frame on the shard's stream carries many operations.
 
 Callers `submit` an operation and await its reply. A sender task drains the
 queue into batches of at most batch_operations_max operations and keeps at
-most batches_in_flight_max batches outstanding; Ray runs tasks from one caller
-to one actor in submission order, so per-subscriber order holds. The queue is
+most batches_in_flight_max batches outstanding on the shard's stream
+(grid.dataplane.shard_link), which delivers frames in the order they were
+sent, so per-subscriber order holds. The queue is
 bounded: when it is full the caller is told RESOURCE_EXHAUSTED at once rather
 than waiting without bound. An operation whose deadline passed before it was
 sent is dropped unapplied (DEADLINE_EXCEEDED; GetTransaction will say unknown).
 
-When a shard dies mid-batch, the batch may or may not have been committed:
-the batcher resends it with the same request ids until the restarted shard
-answers (or the retry window closes); idempotency makes the replies exact.
+When a shard dies mid-batch, or the connection to it breaks, the batch may or
+may not have been committed: the batcher resends it with the same request ids
+until the shard (restarted, perhaps at another address) answers or the retry
+window closes; idempotency makes the replies exact.
 """
 
 import asyncio
@@ -18,7 +20,8 @@ import collections
 import logging
 import time
 
-from grid import cluster, tracing
+from grid import tracing
+from grid.dataplane.shard_link import RETRYABLE_ERRORS, ShardLink
 from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 
@@ -48,7 +51,7 @@ class ShardBatcher:
     def __init__(
         self,
         shard_id: int,
-        handle,
+        link: ShardLink,
         *,
         batch_operations_max: int,
         queue_operations_max: int,
@@ -58,7 +61,7 @@ class ShardBatcher:
         tracer: tracing.Tracing | None = None,
     ) -> None:
         self.shard_id = shard_id
-        self._handle = handle
+        self.link = link
         self._tracing = tracer or tracing.Tracing("charging-grid")
         self._batch_operations_max = batch_operations_max
         self._queue_operations_max = queue_operations_max
@@ -97,14 +100,19 @@ class ShardBatcher:
     async def submit(self, operation, deadline_monotonic: float | None = None, call=None):
         """The shard's reply to the operation, or a Rejection (overload, deadline,
         shard unavailable)."""
-        if self._closing:
-            return SHUTTING_DOWN
-        if len(self._queue) >= self._queue_operations_max:
-            return OVERLOADED
+        return await self.enqueue(operation, deadline_monotonic, call)
+
+    def enqueue(self, operation, deadline_monotonic: float | None = None, call=None) -> asyncio.Future:
+        """Queue the operation now; the future answers it (already answered when refused)."""
         future = asyncio.get_running_loop().create_future()
-        self._queue.append((operation, future, deadline_monotonic, call))
-        self._wakeup.set()
-        return await future
+        if self._closing:
+            future.set_result(SHUTTING_DOWN)
+        elif len(self._queue) >= self._queue_operations_max:
+            future.set_result(OVERLOADED)
+        else:
+            self._queue.append((operation, future, deadline_monotonic, call))
+            self._wakeup.set()
+        return future
 
     async def close(self) -> None:
         """Stop taking operations; finish everything queued and in flight."""
@@ -114,6 +122,7 @@ class ShardBatcher:
             await self._task
         if self._senders:
             await asyncio.gather(*self._senders, return_exceptions=True)
+        await self.link.close()
 
     async def _run(self) -> None:
         while True:
@@ -229,11 +238,11 @@ class ShardBatcher:
         for operation in operations:
             for attempt in range(SINGLE_ATTEMPTS_MAX):
                 try:
-                    answered, newest = await cluster.apply_batch(self._handle, [operation])
+                    answered, newest = await self.link.apply([operation])
                     self._note_notifications(newest)
                     replies.append(answered[0])
                     break
-                except cluster.RETRYABLE_ERRORS as error:
+                except RETRYABLE_ERRORS as error:
                     if attempt + 1 == SINGLE_ATTEMPTS_MAX or time.monotonic() > give_up_at:
                         log.error("shard %d: operation %s still fails alone: %r", self.shard_id,
                                   type(operation).__name__, error)
@@ -258,8 +267,8 @@ class ShardBatcher:
         GetTransaction) could reach the restarted shard before an earlier
         operation's resend, and its "not found" would later become untrue."""
         try:
-            return self._answered(await cluster.apply_batch(self._handle, operations, context))
-        except cluster.RETRYABLE_ERRORS as error:
+            return self._answered(await self.link.apply(operations, context))
+        except RETRYABLE_ERRORS as error:
             first_error = error
         self._recovering += 1
         self._not_recovering.clear()
@@ -280,8 +289,8 @@ class ShardBatcher:
                 if context is not None:
                     context["attempt"] += 1
                 try:
-                    return self._answered(await cluster.apply_batch(self._handle, operations, context))
-                except cluster.RETRYABLE_ERRORS as error:
+                    return self._answered(await self.link.apply(operations, context))
+                except RETRYABLE_ERRORS as error:
                     first_error = error
                 resends += 1
                 if resends >= RESENDS_BEFORE_ISOLATING and len(operations) > 1:

@@ -1,1 +1,0 @@
-"""The shard shell: a Ray actor around the pure ShardState and its RocksDB."""
