@@ -26,9 +26,9 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+import random
 import time
 
-from grid import tracing
 from grid.domain.operations import Rejection
 from grid.domain.outcomes import ErrorCode
 
@@ -182,9 +182,8 @@ class GroupCommitter:
                 traced.append((frame.trace, spans))
             else:
                 # No spans, but every journal record still names the span that applied it.
-                operations = [dataclasses.replace(op, span_id=tracing.hex_span_id(tracing.new_span_id()))
-                              if hasattr(op, "span_id") else op for op in frame.operations]
-                replies = state.apply_batch(operations, now)
+                replies = state.apply_batch(frame.operations, now, [
+                    format(random.getrandbits(64) or 1, "016x") for _ in frame.operations])
             answers.append(replies)
         self.groups += 1
         self.frames += len(group)

@@ -121,13 +121,17 @@ class ShardState(SessionRules, CounterRules, ControlRules, RatingRules, BucketRu
 
     # ------------------------------------------------------------ batches
 
-    def apply_batch(self, operations, now_ms: int) -> list:
+    def apply_batch(self, operations, now_ms: int, span_ids=None) -> list:
+        """span_ids: the span that applies each operation (journaled with its records),
+        for operations that do not carry one themselves."""
         self.expire_due(now_ms)
-        return [self.apply(operation, now_ms) for operation in operations]
+        if span_ids is None:
+            return [self.apply(operation, now_ms) for operation in operations]
+        return [self.apply(operation, now_ms, span_id) for operation, span_id in zip(operations, span_ids)]
 
-    def apply(self, operation, now_ms: int):
+    def apply(self, operation, now_ms: int, span_id: str | None = None):
         # Journal records made by this operation carry the span that applied it.
-        self._span_id = getattr(operation, "span_id", "")
+        self._span_id = getattr(operation, "span_id", "") if span_id is None else span_id
         rejection = rejection_for(operation, self.limits)
         if rejection is not None:
             return rejection
