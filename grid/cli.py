@@ -146,6 +146,7 @@ def _config(args) -> GridConfig:
         ray_address=args.ray_address, shard_resource=args.shard_resource,
         batch_operations_max=args.batch_operations_max,
         batches_in_flight_max=args.batches_in_flight_max, queue_operations_max=args.queue_operations_max,
+        shard_port_base=args.shard_port_base, shard_listeners_public=args.shard_listeners_public,
         sweep_interval_s=args.sweep_interval_s, snapshot_interval_s=args.snapshot_interval_s,
         snapshot_retention_count=args.snapshot_retention_count, metrics_port=args.metrics_port,
         jaeger_url=args.jaeger_url,
@@ -625,9 +626,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "(e.g. grid_shard, declared by the nodes meant for shards)")
     defaults = GridConfig()
     serve.add_argument("--batch-operations-max", type=int, default=defaults.batch_operations_max,
-                       help="operations carried by one Ray call to a shard")
+                       help="operations in one frame of the stream to a shard, and in one group commit")
     serve.add_argument("--batches-in-flight-max", type=int, default=defaults.batches_in_flight_max,
-                       help="batches sent to one shard and not yet answered")
+                       help="frames sent to one shard and not yet answered")
+    serve.add_argument("--shard-port-base", type=int, default=defaults.shard_port_base,
+                       help="shard N listens on BASE+2N (front doors) and BASE+2N+1 (its public ChargingService); "
+                            "0: ports the kernel picks")
+    serve.add_argument("--no-shard-listeners", dest="shard_listeners_public", action="store_false",
+                       help="shards serve no public ChargingService (direct routing off: front doors only)")
     serve.add_argument("--queue-operations-max", type=int, default=defaults.queue_operations_max,
                        help="operations waiting per shard before RESOURCE_EXHAUSTED")
     serve.add_argument("--validity-time-s", type=int, default=defaults.limits.validity_time_s,

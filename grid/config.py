@@ -38,6 +38,9 @@ class GridConfig:
     # Each shard serves the ChargingService on a public listener of its own, for
     # clients that route by the shard map (GetShardMap); off: front doors only.
     shard_listeners_public: bool = True
+    # Shard N's listeners: BASE+2N (front doors' streams) and BASE+2N+1 (its public
+    # ChargingService), fixed ports a network policy can name; 0: the kernel picks.
+    shard_port_base: int = 0
     # Operations waiting per shard before callers get RESOURCE_EXHAUSTED.
     queue_operations_max: int = 10_000
     # Frames sent to one shard and not yet answered (the stream keeps their order).
@@ -97,6 +100,8 @@ class GridConfig:
             raise ValueError(f"shards must be between 1 and slots ({self.slots})")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        if self.shard_port_base and not 1024 <= self.shard_port_base <= 65535 - 2 * self.shards:
+            raise ValueError(f"shard_port_base must be 0 or between 1024 and {65535 - 2 * self.shards}")
         if not 1 <= self.batch_operations_max <= self.queue_operations_max:
             raise ValueError("batch_operations_max must be between 1 and queue_operations_max")
         if self.snapshot_interval_s < 0 or self.snapshot_retention_count < 1:

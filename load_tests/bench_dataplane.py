@@ -41,8 +41,10 @@ class Processes:
     def __init__(self, grid_target: str) -> None:
         port = int(grid_target.rsplit(":", 1)[1])
         self.front_door = next(p for p in psutil.process_iter(["pid"]) if _listens(p, port))
-        self.shards = [p for p in psutil.process_iter(["pid", "cmdline"])
-                       if "ShardActor" in " ".join(p.info["cmdline"] or [])]
+        session = os.getsid(self.front_door.pid)  # `grid serve` runs in a session of its own
+        self.shards = sorted((p for p in psutil.process_iter(["pid", "cmdline"])
+                              if "ShardActor" in " ".join(p.info["cmdline"] or []) and _session(p) == session),
+                             key=lambda p: p.pid)
         self.client = psutil.Process()
 
     def cpu(self) -> dict:
@@ -55,6 +57,13 @@ class Processes:
 
         return {"front_door": seconds(self.front_door), "client": seconds(self.client),
                 **{f"shard_{i}": seconds(p) for i, p in enumerate(self.shards)}}
+
+
+def _session(process) -> int:
+    try:
+        return os.getsid(process.pid)
+    except OSError:
+        return -1
 
 
 def _listens(process, port: int) -> bool:

@@ -134,12 +134,15 @@ class ShardServer:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(frames.SERVICE, {
             frames.METHOD: grpc.stream_stream_rpc_method_handler(self._apply_stream)}),))
         certificate_pem = b""
+        base = config.shard_port_base
+        internal_wanted = base + 2 * self._shard.shard_id if base else 0
+        public_wanted = internal_wanted + 1 if base else 0
         if config.tls is not None:
             certificate_pem, key_pem = _self_signed()
-            internal_port = server.add_secure_port(f"{self._host}:0",
+            internal_port = server.add_secure_port(f"{self._host}:{internal_wanted}",
                                                    grpc.ssl_server_credentials([(key_pem, certificate_pem)]))
         else:
-            internal_port = server.add_insecure_port(f"{self._host}:0")
+            internal_port = server.add_insecure_port(f"{self._host}:{internal_wanted}")
         public_address = ""
         if config.shard_listeners_public:
             from grid.frontdoor.servicers import ShardChargingServicer
@@ -147,13 +150,15 @@ class ShardServer:
             pb_grpc.add_ChargingServiceServicer_to_server(ShardChargingServicer(self.router, config), server)
             if config.tls is not None:
                 cert, key, client_ca = config.tls.read()
-                public_port = server.add_secure_port(f"{self._host}:0", grpc.ssl_server_credentials(
+                public_port = server.add_secure_port(f"{self._host}:{public_wanted}", grpc.ssl_server_credentials(
                     [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None))
             else:
-                public_port = server.add_insecure_port(f"{self._host}:0")
+                public_port = server.add_insecure_port(f"{self._host}:{public_wanted}")
+            if public_port == 0:
+                raise OSError(f"shard {self._shard.shard_id}: cannot listen on {self._host}:{public_wanted}")
             public_address = f"{self._host}:{public_port}"
         if internal_port == 0:
-            raise OSError(f"shard {self._shard.shard_id}: cannot listen on {self._host}")
+            raise OSError(f"shard {self._shard.shard_id}: cannot listen on {self._host}:{internal_wanted}")
         await server.start()
         self._server = server
         self.endpoint = {"shard_id": self._shard.shard_id, "shard_epoch": self._shard.state.meta.epoch,

@@ -154,3 +154,44 @@ def test_a_shard_answers_watches_and_catalog_calls_are_the_front_doors(calls):
     with pytest.raises(grpc.RpcError) as raised:
         next(iter(stub.WatchNotifications(pb.WatchNotificationsRequest(client_id="c"), timeout=10)))
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def _free_port_pair_base() -> int:
+    """A base whose 4 ports (2 shards x 2 listeners) are free now."""
+    import random
+    import socket
+
+    for _ in range(100):
+        base = random.randrange(20_000, 40_000, 2)
+        sockets = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError("no 4 free ports in a row")
+
+
+def test_shards_listen_on_the_ports_a_network_policy_can_name(embedded, tmp_path):
+    """--shard-port-base: shard N on BASE+2N (front doors) and BASE+2N+1 (public), and
+    a grid on them serves as any other."""
+    from e2e_support import ServingGrid, open_account, put_plan
+
+    base = _free_port_pair_base()
+    grid = ServingGrid(tmp_path / "ports", shards=2, shard_port_base=base)
+    try:
+        shard_map = grid.stubs.charging.GetShardMap(pb.GetShardMapRequest(), timeout=10)
+        assert sorted(shard.address for shard in shard_map.shards) == [f"127.0.0.1:{base + 1}",
+                                                                       f"127.0.0.1:{base + 3}"]
+        subscriber = open_account(grid.stubs, put_plan(grid.stubs))  # the plan reaches both shards' streams
+        assert grid.stubs.charging.Debit(debit_request(subscriber.id, 1, rating_group=SMS)).result == pb.SUCCESS
+        links = [batcher.link.endpoint["internal"] for batcher in grid.grid.grid.router.batchers]
+        assert sorted(links) == [f"127.0.0.1:{base}", f"127.0.0.1:{base + 2}"]
+    finally:
+        grid.stop()
