@@ -13,7 +13,7 @@ the client fetches the map again (GetShardMap) or goes through a front door.
 import asyncio
 import time
 
-from grid import security
+from grid import security, tracing
 from grid.admin_log import AdminLog
 from grid.dataplane.group_commit import QueueFull, overloaded
 from grid.domain import operations as ops
@@ -73,14 +73,8 @@ class LocalRouter:
         if deadline_monotonic is not None and deadline_monotonic <= time.monotonic():
             return ops.Rejection(ErrorCode.DEADLINE_EXCEEDED, "", "the deadline passed before the operation was "
                                  "applied")
-        trace = None
-        if call is not None and self.tracing.enabled:
-            from grid import tracing
-
-            trace = {"trace_id": call.trace_id, "span_id": call.span_id, "attempt": 1,
-                     "parents": (tracing.traceparent(call),)}
         try:
-            [reply], _ = await self._committer.apply([operation], trace)
+            [reply], _ = await self._committer.apply([operation], self._trace(call, 1))
         except QueueFull as full:
             [reply] = overloaded(1, str(full))
         if isinstance(reply, ops.SlotMoved):
@@ -104,15 +98,27 @@ class LocalRouter:
                 continue
             mine.append(operation)
             positions.append(position)
+        if mine and deadline_monotonic is not None and deadline_monotonic <= time.monotonic():
+            for position in positions:
+                replies[position] = ops.Rejection(ErrorCode.DEADLINE_EXCEEDED, "", "the deadline passed before the "
+                                                  "operation was applied")
+            mine = []
         if mine:
             try:
-                answered, _ = await self._committer.apply(mine)
+                answered, _ = await self._committer.apply(mine, self._trace(call, len(mine)))
             except QueueFull as full:
                 answered = overloaded(len(mine), str(full))
             for position, reply in zip(positions, answered):
                 replies[position] = stale_map(reply.slot, shard_map.epoch) if isinstance(reply, ops.SlotMoved) \
                     else reply
         return replies
+
+    def _trace(self, call, count: int) -> dict | None:
+        """The shard's spans for a direct call: children of its server span."""
+        if call is None or not self.tracing.enabled:
+            return None
+        parent = tracing.traceparent(call)
+        return {"trace_id": call.trace_id, "span_id": call.span_id, "attempt": 1, "parents": (parent,) * count}
 
     async def submit_to_shard(self, shard: int, operation, deadline_monotonic: float | None = None):
         return ops.Rejection(ErrorCode.FAILED_PRECONDITION, "", "notifications are watched through a front door")

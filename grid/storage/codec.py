@@ -215,9 +215,9 @@ def decode(value: bytes):
 
 
 def pack_batch(items: list) -> bytes:
-    """Operations or replies as one bytes payload for a Ray call: far cheaper for
-    Ray to carry than a list of Python objects it would pickle (measured: a
-    10-operation batch costs about 1 ms less per call)."""
+    """Operations or replies as one bytes payload: a frame of the data plane's
+    stream (grid.dataplane.frames) or a control-plane Ray call, far cheaper to
+    carry than Python objects pickled."""
     return bytes([CODEC_VERSION]) + msgpack.packb(items, default=_default, use_bin_type=True)
 
 

@@ -15,10 +15,10 @@ from grid_client.errors import (
     Unavailable,
 )
 from grid_client.client import (AsyncChargingClient, ChargingClient, Credentials, RetryPolicy, make_channel,
-                                session_request_id)
+                                session_request_id, slot_of)
 from charging.v1 import charging_pb2 as pb
 
 __all__ = [
     "AsyncChargingClient", "ChargingClient", "Credentials", "RetryPolicy", "make_channel", "GridError", "InvalidArgument", "OutcomeUnknown",
-    "Overloaded", "RequestIdReused", "Unavailable", "pb", "session_request_id",
+    "Overloaded", "RequestIdReused", "Unavailable", "pb", "session_request_id", "slot_of",
 ]

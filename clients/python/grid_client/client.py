@@ -1,23 +1,32 @@
 """Sync and asyncio clients of ChargingService, AccountService and CatalogService.
 
 Requests are built once (`_Requests`); the two clients differ only in how they
-wait. Mutating calls go through `_mutate`: the same request id on every retry,
+wait. Mutating calls go through `_execute`: the same request id on every retry,
 then GetTransaction to settle an outcome the retries left unclear
 (DESIGN.md section 5, invariant 7).
+
+Where a call goes is decided per attempt (`_once`): the front door, or with
+direct=True the shard that owns the subscriber's slot by the shard map
+(`_Routes`), falling back to the front door whenever the shard cannot answer
+for it. The asyncio client can also gather concurrent charging operations into
+ChargeBatch messages (`_Batcher`). Neither changes what a caller gets back.
 """
 
 import asyncio
 import dataclasses
+import hashlib
 import os
+import threading
 import time
 import uuid
 
 import grpc
 from charging.v1 import charging_pb2 as pb
 from charging.v1 import charging_pb2_grpc as pb_grpc
+from google.rpc import status_pb2
 
-from grid_client.errors import (GridError, OutcomeUnknown, Overloaded, Unavailable, from_rpc_error, reason_of,
-                                retry_delay_s)
+from grid_client.errors import (GridError, OutcomeUnknown, Overloaded, StatusError, Unavailable, from_rpc_error,
+                                reason_of, retry_delay_s)
 
 # Failures after which the operation may or may not have happened, or did not
 # happen but may if tried again: retry with the same request id. CANCELLED is
@@ -149,6 +158,168 @@ class _Call:
     request: object
     subscriber_id: str = ""
     request_id: str = ""
+
+
+# ---------------------------------------------------------------- routing by the shard map (direct=True)
+
+# ChargingService calls that name one subscriber: a shard's public listener
+# serves them for the subscribers of its slots. Everything else (streams,
+# accounts, catalog, admin, ChargeBatch of many subscribers) is a front door's.
+_DIRECT_METHODS = frozenset({
+    "Reserve", "Debit", "Release", "Refund", "TopUp", "GetBalance", "GetTransaction", "CreateSession",
+    "UpdateSession", "ReleaseSession", "GetSession", "Quote",
+})
+
+# What a shard answers for a slot it does not own (by its copy of the map).
+STALE_MAP_REASON = "SHARD_MAP_STALE"
+
+# A shard's own address failing so says the shard is restarting, moved, or its
+# channel was closed for a new map, not that the operation is wrong: the same
+# attempt goes to the front door at once, with the same request id (which
+# replays the shard's answer if the shard had applied it).
+_SHARD_DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+# Shards one attempt tries: the owner by the map, then the owner by a map fetched
+# again after the first said SHARD_MAP_STALE; then the front door.
+_SHARD_TRIES = 2
+
+# After a shard's address failed, its subscribers' calls go to the front door for
+# this long (not each call paying a failed try first).
+_SHARD_DOWN_S = 1.0
+
+# After GetShardMap failed, the next try waits this long; meanwhile calls go by
+# the old map, or to the front door when the old one is known wrong.
+_MAP_RETRY_S = 1.0
+
+
+def slot_of(tenant: str, subscriber_id: str, slots: int) -> int:
+    """A subscriber's slot: the grid's own function (grid.routing.slot_of, which
+    GetShardMap's slot_function spells out), copied so the client does not import
+    the server. The tenant is the map's: the caller's, from its credential."""
+    digest = hashlib.blake2b(f"{tenant}\x00{subscriber_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % slots
+
+
+def _host_of(target: str) -> str:
+    """The host of a gRPC target: "grid.example:443", "dns:///grid.example:443", "[::1]:50051"."""
+    host = target.rsplit("/", 1)[-1]
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _shard_credentials(target: str, credentials: Credentials | None) -> Credentials | None:
+    """The credentials of shard channels: the front door's. A shard's public listener
+    presents the front door's certificate, so under TLS it is verified as the front
+    door's name (server_name, else the target's host), not as the shard's address,
+    which a certificate seldom names (a pod IP)."""
+    if credentials is None or not credentials.uses_tls or credentials.server_name:
+        return credentials
+    return dataclasses.replace(credentials, server_name=_host_of(target))
+
+
+def _routing_key(call: _Call) -> str:
+    """The subscriber a shard checks the slot of: the request's own (read-only calls
+    do not name it in _Call)."""
+    return call.request.subscriber_id
+
+
+def _stale_map(error: grpc.RpcError) -> bool:
+    return error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(error) == STALE_MAP_REASON
+
+
+@dataclasses.dataclass(frozen=True)
+class _ShardMap:
+    """A GetShardMap answer as the client routes by it: the owner of each slot and
+    each shard's public address ("" when it serves none)."""
+
+    epoch: int
+    slots: int
+    tenant: str
+    owners: tuple[int, ...]  # owners[slot]: a shard id, -1 when no shard claims the slot
+    addresses: dict  # shard id -> host:port
+    fetched_at: float  # time.monotonic()
+
+    @classmethod
+    def of(cls, reply: pb.GetShardMapResponse, fetched_at: float) -> "_ShardMap":
+        if reply.slots < 1:
+            raise ValueError(f"a shard map of {reply.slots} slots")
+        owners = [-1] * reply.slots
+        for shard in reply.shards:
+            for slots in shard.slot_ranges:
+                for slot in range(slots.first, min(slots.last, reply.slots - 1) + 1):
+                    owners[slot] = shard.shard_id
+        return cls(reply.epoch, reply.slots, reply.tenant, tuple(owners),
+                   {shard.shard_id: shard.address for shard in reply.shards}, fetched_at)
+
+    def slot(self, subscriber_id: str) -> int:
+        return slot_of(self.tenant, subscriber_id, self.slots)
+
+
+class _Routes:
+    """What a direct client knows of the shard map and where that sends each call.
+    No I/O and no waiting: the clients fetch the map and make the calls; this decides.
+
+    None from `address` means the front door: no usable map yet, the map is known
+    to be wrong (a shard said so, or was down) and fetching it again failed, the
+    slot's shard disagrees with the front door's map, or the shard is down."""
+
+    def __init__(self, refresh_s: float) -> None:
+        self.refresh_s = refresh_s
+        self.map: _ShardMap | None = None
+        self.stale = False  # the map is known wrong somewhere: fetch it before trusting it again
+        self.fetch_not_before = 0.0
+        # Slots whose shard said SHARD_MAP_STALE although a map fetched just then still
+        # names it (a slot moving; the shard and the front door disagree for a while):
+        # front door until the next map, not a failed try and a fetch per call.
+        self.front_door_slots: set[int] = set()
+        self.down_until: dict[str, float] = {}
+
+    def due(self, now: float) -> bool:
+        """Whether to fetch the map before this call: none yet, known wrong, or older than refresh_s."""
+        if now < self.fetch_not_before:
+            return False
+        return self.map is None or self.stale or now - self.map.fetched_at >= self.refresh_s
+
+    def usable(self) -> _ShardMap | None:
+        return None if self.stale else self.map
+
+    def install(self, reply: pb.GetShardMapResponse, now: float) -> list[str]:
+        """Take a fetched map; returns the addresses it no longer names (their channels to close)."""
+        fresh = _ShardMap.of(reply, now)
+        before = set(self.map.addresses.values()) if self.map is not None else set()
+        self.map, self.stale = fresh, False
+        self.front_door_slots.clear()
+        return sorted(before - set(fresh.addresses.values()) - {""})
+
+    def fetch_failed(self, now: float, *, map_known_wrong: bool) -> None:
+        self.fetch_not_before = now + min(_MAP_RETRY_S, self.refresh_s)
+        if map_known_wrong:
+            self.stale = True
+
+    def address(self, shard_map: _ShardMap | None, subscriber_id: str, now: float) -> str | None:
+        if shard_map is None:
+            return None
+        slot = shard_map.slot(subscriber_id)
+        address = shard_map.addresses.get(shard_map.owners[slot], "")
+        if not address or slot in self.front_door_slots or self.down_until.get(address, 0.0) > now:
+            return None
+        return address
+
+    def rerouted(self, shard_map: _ShardMap | None, subscriber_id: str, stale_address: str, now: float) -> str | None:
+        """After `stale_address` said SHARD_MAP_STALE and the map was fetched again: the
+        next shard to try, or None (the front door) when the map still names the same
+        shard or could not be fetched."""
+        address = self.address(shard_map, subscriber_id, now)
+        if address is not None and address == stale_address:
+            self.front_door_slots.add(shard_map.slot(subscriber_id))
+            return None
+        return address
+
+    def shard_down(self, address: str, now: float) -> None:
+        """The address failed UNAVAILABLE: front door for its calls a while, and the map fetched again."""
+        self.down_until[address] = now + _SHARD_DOWN_S
+        self.stale = True
 
 
 class _Requests:
@@ -385,14 +556,45 @@ def _stubs(channel):
 
 
 class ChargingClient:
-    """Blocking client. Every method returns the charging.v1 response message."""
+    """Blocking client. Every method returns the charging.v1 response message.
+
+    direct=True sends the subscriber-keyed ChargingService calls (Reserve, Debit,
+    Release, Refund, TopUp, GetBalance, GetTransaction, the session calls, Quote)
+    straight to the shard that owns the subscriber's slot, saving the front
+    door's hop. The map comes from the front door (GetShardMap) at the first such
+    call, again at most every map_refresh_s, and at once when a shard answers
+    SHARD_MAP_STALE; shard channels take the front door's credentials and TLS
+    (the shard's certificate verified as the front door's name).
+    A shard that says the map is stale sends the call on, with a fresh map, to
+    the new owner, or to the front door when the map still names that shard; an
+    unreachable shard sends it to the front door. Either way it is the same
+    request, same request id: retries and GetTransaction settlement are those of
+    the front-door path, wherever each attempt goes. Everything else (streams,
+    accounts, catalog, admin) always goes to the front door.
+
+    It is off by default: it needs every shard's address reachable from the
+    client (inside the cluster, not through one load balancer or port-forward),
+    while the front door is the one address that always works. `direct_calls`
+    counts the calls shards answered directly, `front_door_fallbacks` those that
+    went to the front door after a shard could not answer, `map_refreshes` the
+    maps fetched."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, retry: RetryPolicy = RetryPolicy(),
-                 channel: grpc.Channel | None = None, credentials: Credentials | None = None) -> None:
+                 channel: grpc.Channel | None = None, credentials: Credentials | None = None,
+                 direct: bool = False, map_refresh_s: float = 30.0) -> None:
         self.retry = retry
         self._channel = channel or make_channel(target, credentials)
+        self._shard_credentials = _shard_credentials(target, credentials)
         self._metadata = credentials.metadata() if credentials else None
         self._stubs = _stubs(self._channel)
+        self._routes = _Routes(map_refresh_s) if direct else None
+        self._map_lock = threading.Lock()  # one GetShardMap at a time, however many threads call
+        self._channels_lock = threading.Lock()
+        self._shard_channels: dict[str, grpc.Channel] = {}
+        self._shard_stubs: dict[str, pb_grpc.ChargingServiceStub] = {}
+        self.direct_calls = 0
+        self.front_door_fallbacks = 0
+        self.map_refreshes = 0
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
@@ -409,8 +611,95 @@ class ChargingClient:
         return method
 
     def _once(self, call: _Call):
+        """One attempt, wherever it goes (a shard with direct=True, else the front door)."""
+        if self._routes is not None and call.service == "charging" and call.method in _DIRECT_METHODS:
+            return self._direct_once(call)
+        return self._front_door_once(call)
+
+    def _front_door_once(self, call: _Call):
         return getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s,
                                                                    metadata=self._metadata)
+
+    def _direct_once(self, call: _Call):
+        """One attempt at the owning shard; at the front door, same request, when there
+        is no usable map, or the shards tried said the map is stale or were down.
+        Any other failure is the attempt's, for `_execute` to retry or raise."""
+        routes = self._routes
+        shard_map = self._current_map()
+        address = routes.address(shard_map, _routing_key(call), time.monotonic())
+        tried = False
+        for _ in range(_SHARD_TRIES):
+            if address is None:
+                break
+            tried = True
+            try:
+                reply = getattr(self._shard_stub(address), call.method)(call.request, timeout=self.retry.timeout_s,
+                                                                        metadata=self._metadata)
+            except grpc.RpcError as error:
+                if _stale_map(error):
+                    shard_map = self._refreshed_map(shard_map)
+                    address = routes.rerouted(shard_map, _routing_key(call), address, time.monotonic())
+                    continue
+                if error.code() in _SHARD_DOWN_CODES:
+                    routes.shard_down(address, time.monotonic())
+                    break
+                raise
+            self.direct_calls += 1
+            return reply
+        if tried:
+            self.front_door_fallbacks += 1
+        return self._front_door_once(call)
+
+    def _current_map(self) -> _ShardMap | None:
+        """The map to route by, fetched first when due; None: use the front door.
+        A caller with a usable map does not wait for another's periodic fetch."""
+        routes = self._routes
+        if routes.due(time.monotonic()) and self._map_lock.acquire(blocking=routes.usable() is None):
+            try:
+                if routes.due(time.monotonic()):  # not fetched by another thread meanwhile
+                    self._fetch_map(map_known_wrong=routes.stale)
+            finally:
+                self._map_lock.release()
+        return routes.usable()
+
+    def _refreshed_map(self, used: _ShardMap | None) -> _ShardMap | None:
+        """The map after a shard said `used` is stale: fetched again, unless another
+        thread fetched a newer one meanwhile (one fetch for a burst of stale answers)."""
+        routes = self._routes
+        with self._map_lock:
+            if routes.map is used:
+                if time.monotonic() >= routes.fetch_not_before:
+                    self._fetch_map(map_known_wrong=True)
+                else:
+                    routes.stale = True
+        return routes.usable()
+
+    def _fetch_map(self, *, map_known_wrong: bool) -> None:
+        try:
+            reply = self._stubs["charging"].GetShardMap(pb.GetShardMapRequest(), timeout=self.retry.timeout_s,
+                                                        metadata=self._metadata)
+            dropped = self._routes.install(reply, time.monotonic())
+        except (grpc.RpcError, ValueError):
+            self._routes.fetch_failed(time.monotonic(), map_known_wrong=map_known_wrong)
+            return
+        self.map_refreshes += 1
+        for address in dropped:  # calls still on them fail CANCELLED and go to the front door
+            with self._channels_lock:
+                self._shard_stubs.pop(address, None)
+                channel = self._shard_channels.pop(address, None)
+            if channel is not None:
+                channel.close()
+
+    def _shard_stub(self, address: str) -> pb_grpc.ChargingServiceStub:
+        stub = self._shard_stubs.get(address)
+        if stub is None:
+            with self._channels_lock:
+                stub = self._shard_stubs.get(address)
+                if stub is None:
+                    channel = make_channel(address, self._shard_credentials)
+                    self._shard_channels[address] = channel
+                    stub = self._shard_stubs[address] = pb_grpc.ChargingServiceStub(channel)
+        return stub
 
     def _execute(self, call: _Call):
         backoffs = self.retry.backoffs_s()
@@ -469,6 +758,12 @@ class ChargingClient:
                 stream.cancel()
 
     def close(self) -> None:
+        with self._channels_lock:
+            channels = list(self._shard_channels.values())
+            self._shard_channels.clear()
+            self._shard_stubs.clear()
+        for channel in channels:
+            channel.close()
         self._channel.close()
 
     def __enter__(self):
@@ -478,15 +773,305 @@ class ChargingClient:
         self.close()
 
 
+# ---------------------------------------------------------------- batching (AsyncChargingClient)
+
+# ChargeRequest's operation field for each call a ChargeBatch carries.
+_BATCH_FIELDS = {
+    "Reserve": "reserve", "Debit": "debit", "Release": "release", "Refund": "refund", "TopUp": "top_up",
+    "CreateSession": "create_session", "UpdateSession": "update_session", "ReleaseSession": "release_session",
+}
+
+# What one ChargeBatch message may carry (the grid answers INVALID_ARGUMENT past it).
+CHARGE_BATCH_OPERATIONS_MAX = 8190
+
+# ChargeBatch messages of one client in flight at once; more wait for one to finish.
+_BATCHES_IN_FLIGHT_MAX = 4
+
+
+def _charge_request(call: _Call, tag: int) -> pb.ChargeRequest:
+    message = pb.ChargeRequest(correlation_tag=tag)
+    getattr(message, _BATCH_FIELDS[call.method]).CopyFrom(call.request)
+    return message
+
+
+@dataclasses.dataclass(eq=False)
+class _Held:
+    """One caller's operation in the batcher, until its caller has an answer."""
+
+    call: _Call
+    future: asyncio.Future
+    backoffs: object  # the operation's own retries (RetryPolicy.backoffs_s), for errors of it alone
+    holds_room: bool = True
+
+
+class _Batcher:
+    """Gathers concurrent charging operations into ChargeBatch messages (see
+    AsyncChargingClient). Every operation taken gets exactly one answer: its reply
+    or its exception, set on its caller's future (`_finish`), whatever happens to
+    the messages that carried it."""
+
+    def __init__(self, client: "AsyncChargingClient", window_s: float, operations_max: int) -> None:
+        self._client = client
+        self._window_s = window_s
+        self._operations_max = operations_max
+        # Operations held: one message collecting, and each in flight full.
+        self._room = asyncio.Semaphore(operations_max * (_BATCHES_IN_FLIGHT_MAX + 1))
+        self._in_flight = asyncio.Semaphore(_BATCHES_IN_FLIGHT_MAX)
+        self._collecting: list[_Held] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._retrying: set[_Held] = set()  # waiting out a backoff before a later message
+
+    async def submit(self, call: _Call):
+        await self._room.acquire()
+        held = _Held(call, asyncio.get_running_loop().create_future(), self._client.retry.backoffs_s())
+        self._collect(held)
+        return await held.future
+
+    def _collect(self, held: _Held) -> None:
+        self._retrying.discard(held)
+        self._collecting.append(held)
+        if len(self._collecting) >= self._operations_max:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window_s, self._flush)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._collecting:
+            chunk = self._collecting[:self._operations_max]
+            del self._collecting[:self._operations_max]
+            self._spawn(self._dispatch(chunk))
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finish(self, held: _Held, reply=None, error: BaseException | None = None) -> None:
+        if not held.future.done():
+            if error is None:
+                held.future.set_result(reply)
+            else:
+                held.future.set_exception(error)
+        if held.holds_room:
+            held.holds_room = False
+            self._room.release()
+
+    async def _dispatch(self, chunk: list[_Held]) -> None:
+        """One message's worth of operations: one ChargeBatch per destination (the
+        front door, or each owning shard), submission order kept within each."""
+        live = []
+        for held in chunk:
+            if held.future.done():  # its caller gave up before it was sent
+                self._finish(held)
+            else:
+                live.append(held)
+        client = self._client
+        groups: dict[str | None, list[_Held]] = {}
+        shard_map = None
+        try:
+            if client._routes is not None:
+                shard_map = await client._current_map()
+            now = time.monotonic()
+            for held in live:
+                address = client._routes.address(shard_map, _routing_key(held.call), now) \
+                    if client._routes is not None else None
+                groups.setdefault(address, []).append(held)
+        except BaseException as error:
+            self._abandon(live, error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        await asyncio.gather(*(self._send(address, members, shard_map, _SHARD_TRIES)
+                               for address, members in groups.items()))
+
+    def _abandon(self, members: list[_Held], error: BaseException) -> None:
+        """Answer operations whose message broke with something no call raises (a closed channel...)."""
+        for held in members:
+            if isinstance(error, asyncio.CancelledError):
+                held.future.cancel()
+                self._finish(held)
+            else:
+                self._finish(held, error=error)
+
+    async def _send(self, address: str | None, members: list[_Held], shard_map, shard_tries: int) -> None:
+        """The members' ChargeBatch at `address` (None: the front door); the operations
+        a shard said are not its own are sent on again by a map fetched afresh."""
+        client = self._client
+        groups: dict[str | None, list[_Held]] = {}
+        try:
+            async with self._in_flight:
+                address, stale = await self._attempts(address, members)
+            if stale:  # the in-flight place is given back first: sending on takes another
+                shard_map = await client._refreshed_map(shard_map)
+                now = time.monotonic()
+                for held in stale:
+                    destination = client._routes.rerouted(shard_map, _routing_key(held.call), address, now) \
+                        if shard_tries > 1 else None
+                    groups.setdefault(destination, []).append(held)
+        except BaseException as error:
+            self._abandon(members, error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        if None in groups:
+            client.front_door_fallbacks += 1
+        await asyncio.gather(*(self._send(destination, again, shard_map, shard_tries - 1)
+                               for destination, again in groups.items()))
+
+    async def _attempts(self, address: str | None, members: list[_Held]):
+        """The ChargeBatch, retried whole with the same request ids per the retry policy;
+        then each operation answered. Returns the address that answered and the
+        members it said SHARD_MAP_STALE for (to send on)."""
+        client = self._client
+        request = pb.ChargeBatchRequest(operations=[_charge_request(held.call, tag)
+                                                    for tag, held in enumerate(members)])
+        backoffs = client.retry.backoffs_s()
+        while True:
+            try:
+                response = await client._charge_batch(address, request)
+            except grpc.RpcError as error:
+                if address is not None and error.code() in _SHARD_DOWN_CODES:
+                    client._routes.shard_down(address, time.monotonic())
+                    client.front_door_fallbacks += 1
+                    address = None  # the same message, at once, to the front door
+                    continue
+                if address is not None and _stale_map(error):
+                    return address, members
+                if error.code() == grpc.StatusCode.UNIMPLEMENTED or (
+                        error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not _retryable(error)):
+                    # A grid without ChargeBatch, or a message over gRPC's size limit
+                    # that each operation alone is not: each the unary way.
+                    await asyncio.gather(*(self._unary(held) for held in members))
+                    return address, []
+                if not _retryable(error):
+                    for held in members:
+                        self._finish(held, error=from_rpc_error(error, held.call.request_id))
+                    return address, []
+                wait_s = next(backoffs, None)
+                if wait_s is None:
+                    await asyncio.gather(*(self._settle(held, error) for held in members))
+                    return address, []
+                await asyncio.sleep(max(wait_s, retry_delay_s(error)))
+                continue
+            return address, self._answered(address, members, response)
+
+    def _answered(self, address: str | None, members: list[_Held], response: pb.ChargeBatchResponse) -> list[_Held]:
+        """Each operation's reply to its caller, or its error as the unary call would
+        have raised it; its own retryable error goes into a later message after its
+        backoff. Returns the operations a shard said are not its own."""
+        stale = []
+        for position, held in enumerate(members):
+            kind = response.replies[position].WhichOneof("reply") if position < len(response.replies) else None
+            if kind is None:  # no answer for it (a grid bug): settled like a lost reply
+                self._spawn(self._settle(held, StatusError(status_pb2.Status(
+                    code=grpc.StatusCode.UNAVAILABLE.value[0], message="no reply for the operation in the batch"))))
+                continue
+            reply = response.replies[position]
+            if kind != "error":
+                self._finish(held, getattr(reply, kind))
+                continue
+            error = StatusError(reply.error)
+            if address is not None and _stale_map(error):
+                stale.append(held)
+            elif _retryable(error):
+                wait_s = next(held.backoffs, None)
+                if wait_s is None:
+                    self._spawn(self._settle(held, error))
+                else:
+                    self._retrying.add(held)
+                    asyncio.get_running_loop().call_later(max(wait_s, retry_delay_s(error)), self._collect, held)
+            else:
+                self._finish(held, error=from_rpc_error(error, held.call.request_id))
+        return stale
+
+    async def _settle(self, held: _Held, last_error: grpc.RpcError) -> None:
+        """GetTransaction, as the unary path asks when retries ran out."""
+        try:
+            reply = await self._client._resolve(held.call, last_error)
+        except GridError as error:
+            self._finish(held, error=error)
+        except BaseException as error:
+            self._abandon([held], error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        else:
+            self._finish(held, reply)
+
+    async def _unary(self, held: _Held) -> None:
+        try:
+            reply = await self._client._execute(held.call)
+        except GridError as error:
+            self._finish(held, error=error)
+        except BaseException as error:
+            self._abandon([held], error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        else:
+            self._finish(held, reply)
+
+    async def drain(self) -> None:
+        """Send what is collecting now and wait until every operation held is answered."""
+        while self._collecting or self._tasks or self._retrying:
+            self._flush()
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                await asyncio.sleep(self._window_s)
+
+
 class AsyncChargingClient:
-    """asyncio client: the same methods as ChargingClient, as coroutines."""
+    """asyncio client: the same methods as ChargingClient, as coroutines; direct and
+    map_refresh_s as there (off by default for the same reason).
+
+    batch_window_s > 0 gathers concurrent reserve, debit, release, refund, top_up,
+    create_session, update_session and release_session calls (what a ChargeRequest
+    carries) for at most that long, or until batch_operations_max wait, and sends
+    them as one ChargeBatch: to the front door, or with direct=True one per owning
+    shard. Fewer messages and group commits per operation, for up to
+    batch_window_s more latency; hence off (0) by default. Each caller still gets
+    its own reply or exactly the exception its unary call would have raised; an
+    operation's own retryable error (shed, UNAVAILABLE) is retried in a later
+    batch, a failed message whole with the same request ids, then settled by
+    GetTransaction, per the retry policy as for a unary call. A subscriber's
+    operations keep their submission order within a message; operations in
+    different messages are as concurrent as unary calls are.
+
+    Bounded: at most batch_operations_max operations a message (8,190 at most),
+    at most 4 messages in flight, and at most batch_operations_max * 5 operations
+    held (waiting or in flight); past that callers wait for room, nothing queues
+    without bound. `batches_sent`, `batched_operations` and `largest_batch` count
+    the ChargeBatch messages answered (`direct_calls` counts a message a shard
+    answered as one call)."""
 
     def __init__(self, target: str = "127.0.0.1:50051", *, retry: RetryPolicy = RetryPolicy(),
-                 channel: grpc.aio.Channel | None = None, credentials: Credentials | None = None) -> None:
+                 channel: grpc.aio.Channel | None = None, credentials: Credentials | None = None,
+                 direct: bool = False, map_refresh_s: float = 30.0, batch_window_s: float = 0.0,
+                 batch_operations_max: int = 1000) -> None:
+        if batch_window_s < 0:
+            raise ValueError(f"batch_window_s must be >= 0, not {batch_window_s}")
+        if not 1 <= batch_operations_max <= CHARGE_BATCH_OPERATIONS_MAX:
+            raise ValueError(f"batch_operations_max must be between 1 and {CHARGE_BATCH_OPERATIONS_MAX}")
         self.retry = retry
         self._channel = channel or make_channel(target, credentials, aio=True)
+        self._shard_credentials = _shard_credentials(target, credentials)
         self._metadata = credentials.metadata() if credentials else None
         self._stubs = _stubs(self._channel)
+        self._routes = _Routes(map_refresh_s) if direct else None
+        self._map_lock = asyncio.Lock()  # one GetShardMap at a time, however many calls wait for it
+        self._shard_channels: dict[str, grpc.aio.Channel] = {}
+        self._shard_stubs: dict[str, pb_grpc.ChargingServiceStub] = {}
+        self._closing: set[asyncio.Task] = set()  # channels of addresses a new map dropped, closing with grace
+        self._batcher = _Batcher(self, batch_window_s, batch_operations_max) if batch_window_s > 0 else None
+        self.direct_calls = 0
+        self.front_door_fallbacks = 0
+        self.map_refreshes = 0
+        self.batches_sent = 0
+        self.batched_operations = 0
+        self.largest_batch = 0
         for name in ("create_account", "set_account_state", "top_up", "reserve", "debit", "release", "refund",
                      "put_tariff", "get_tariff", "balance", "get_account", "get_transaction", "create_snapshot",
                      "list_snapshots", "restore_snapshot", "create_session", "update_session", "release_session",
@@ -496,14 +1081,108 @@ class AsyncChargingClient:
 
     def _bind(self, builder):
         async def method(*args, **kwargs):
-            return await self._execute(builder(*args, **kwargs))
+            call = builder(*args, **kwargs)
+            if self._batcher is not None and call.method in _BATCH_FIELDS:
+                return await self._batcher.submit(call)
+            return await self._execute(call)
         method.__doc__ = builder.__doc__
         method.__name__ = builder.__name__
         return method
 
     async def _once(self, call: _Call):
+        """One attempt, wherever it goes (a shard with direct=True, else the front door)."""
+        if self._routes is not None and call.service == "charging" and call.method in _DIRECT_METHODS:
+            return await self._direct_once(call)
+        return await self._front_door_once(call)
+
+    async def _front_door_once(self, call: _Call):
         return await getattr(self._stubs[call.service], call.method)(call.request, timeout=self.retry.timeout_s,
                                                                    metadata=self._metadata)
+
+    async def _direct_once(self, call: _Call):
+        """One attempt at the owning shard, else at the front door (see ChargingClient._direct_once)."""
+        routes = self._routes
+        shard_map = await self._current_map()
+        address = routes.address(shard_map, _routing_key(call), time.monotonic())
+        tried = False
+        for _ in range(_SHARD_TRIES):
+            if address is None:
+                break
+            tried = True
+            try:
+                reply = await getattr(self._shard_stub(address), call.method)(
+                    call.request, timeout=self.retry.timeout_s, metadata=self._metadata)
+            except grpc.RpcError as error:
+                if _stale_map(error):
+                    shard_map = await self._refreshed_map(shard_map)
+                    address = routes.rerouted(shard_map, _routing_key(call), address, time.monotonic())
+                    continue
+                if error.code() in _SHARD_DOWN_CODES:
+                    routes.shard_down(address, time.monotonic())
+                    break
+                raise
+            self.direct_calls += 1
+            return reply
+        if tried:
+            self.front_door_fallbacks += 1
+        return await self._front_door_once(call)
+
+    async def _current_map(self) -> _ShardMap | None:
+        """The map to route by, fetched first when due; None: use the front door.
+        A call with a usable map does not wait for another's periodic fetch."""
+        routes = self._routes
+        if routes.due(time.monotonic()) and not (self._map_lock.locked() and routes.usable() is not None):
+            async with self._map_lock:
+                if routes.due(time.monotonic()):  # not fetched by another call meanwhile
+                    await self._fetch_map(map_known_wrong=routes.stale)
+        return routes.usable()
+
+    async def _refreshed_map(self, used: _ShardMap | None) -> _ShardMap | None:
+        """The map after a shard said `used` is stale: fetched again, unless another
+        call fetched a newer one meanwhile (one fetch for a burst of stale answers)."""
+        routes = self._routes
+        async with self._map_lock:
+            if routes.map is used:
+                if time.monotonic() >= routes.fetch_not_before:
+                    await self._fetch_map(map_known_wrong=True)
+                else:
+                    routes.stale = True
+        return routes.usable()
+
+    async def _fetch_map(self, *, map_known_wrong: bool) -> None:
+        try:
+            reply = await self._stubs["charging"].GetShardMap(pb.GetShardMapRequest(), timeout=self.retry.timeout_s,
+                                                              metadata=self._metadata)
+            dropped = self._routes.install(reply, time.monotonic())
+        except (grpc.RpcError, ValueError):
+            self._routes.fetch_failed(time.monotonic(), map_known_wrong=map_known_wrong)
+            return
+        self.map_refreshes += 1
+        for address in dropped:
+            self._shard_stubs.pop(address, None)
+            channel = self._shard_channels.pop(address, None)
+            if channel is not None:  # calls still on it get a deadline's grace, then go to the front door
+                task = asyncio.get_running_loop().create_task(channel.close(grace=self.retry.timeout_s))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    def _shard_stub(self, address: str) -> pb_grpc.ChargingServiceStub:
+        stub = self._shard_stubs.get(address)
+        if stub is None:
+            channel = self._shard_channels[address] = make_channel(address, self._shard_credentials, aio=True)
+            stub = self._shard_stubs[address] = pb_grpc.ChargingServiceStub(channel)
+        return stub
+
+    async def _charge_batch(self, address: str | None, request: pb.ChargeBatchRequest) -> pb.ChargeBatchResponse:
+        """One ChargeBatch message, at a shard's address or (None) the front door."""
+        stub = self._stubs["charging"] if address is None else self._shard_stub(address)
+        reply = await stub.ChargeBatch(request, timeout=self.retry.timeout_s, metadata=self._metadata)
+        self.batches_sent += 1
+        self.batched_operations += len(request.operations)
+        self.largest_batch = max(self.largest_batch, len(request.operations))
+        if address is not None:
+            self.direct_calls += 1
+        return reply
 
     async def _execute(self, call: _Call):
         backoffs = self.retry.backoffs_s()
@@ -560,6 +1239,15 @@ class AsyncChargingClient:
                 stream.cancel()
 
     async def close(self) -> None:
+        """Answers what the batcher holds first, then closes every channel."""
+        if self._batcher is not None:
+            await self._batcher.drain()
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        for channel in list(self._shard_channels.values()):
+            await channel.close()
+        self._shard_channels.clear()
+        self._shard_stubs.clear()
         await self._channel.close()
 
     async def __aenter__(self):
@@ -569,4 +1257,4 @@ class AsyncChargingClient:
         await self.close()
 
 
-__all__ = ["AsyncChargingClient", "ChargingClient", "GridError", "RetryPolicy", "session_request_id"]
+__all__ = ["AsyncChargingClient", "ChargingClient", "GridError", "RetryPolicy", "session_request_id", "slot_of"]

@@ -1,7 +1,7 @@
 """The client's exceptions: one root, one class per kind of caller action."""
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 
@@ -35,6 +35,29 @@ class Unavailable(GridError):
 
 class OutcomeUnknown(GridError):
     """Neither the call nor GetTransaction answered: retry later with the same request_id."""
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class StatusError(grpc.RpcError):
+    """A google.rpc.Status that came as data (a ChargeBatch operation's error), shaped
+    as the RpcError its unary call would have raised, status details included: one
+    conversion (from_rpc_error) and one retry rule serve both paths, so a batched
+    caller gets exactly the exception the unary call would have given it."""
+
+    def __init__(self, status: status_pb2.Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+    def code(self) -> grpc.StatusCode:
+        return _CODES.get(self.status.code, grpc.StatusCode.UNKNOWN)
+
+    def details(self) -> str:
+        return self.status.message
+
+    def trailing_metadata(self):
+        return (("grpc-status-details-bin", self.status.SerializeToString()),)
 
 
 def reason_of(error: grpc.RpcError) -> str:
