@@ -25,9 +25,8 @@ def _run(script: str, args: list[str], env: dict | None = None) -> dict:
     done = subprocess.run([sys.executable, str(LOAD_TESTS / script), *args], capture_output=True, text=True,
                           timeout=STEP_TIMEOUT_S, env={**os.environ, **(env or {})})
     text = done.stdout
-    start = text.find("\n{")
-    start = 0 if text.startswith("{") else start + 1
-    if start < 0 or done.returncode not in (0, 1):
+    start = 0 if text.startswith("{") else text.find("\n{") + 1
+    if (start == 0 and not text.startswith("{")) or done.returncode not in (0, 1):
         raise RuntimeError(f"{script} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     report = json.loads(text[start:])
     report["_exit"] = done.returncode

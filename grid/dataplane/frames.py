@@ -23,6 +23,10 @@ KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # A ping gRPC sends of its own (with a frame) waits this long for its answer, and
+    # while it waits no keepalive ping goes out: without it, a black-holed link is
+    # noticed at gRPC's default 60 s (found by tests/faults/test_fault_link_cut.py).
+    ("grpc.http2.ping_timeout_ms", 5_000),
 ]
 SERVER_KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
