@@ -99,10 +99,11 @@ def _provision(target: str, subscribers: list[str]) -> None:
 
 
 def _audit(target: str, subscribers: list[str], charged: dict) -> bool:
-    from grid_client import ChargingClient
+    from grid_client import ChargingClient, RetryPolicy
 
     ok = True
-    with ChargingClient(target) as client:
+    # The grid's audit reads every shard's whole journal: hundreds of thousands of records after a run.
+    with ChargingClient(target, retry=RetryPolicy(timeout_s=300)) as client:
         for subscriber in subscribers:
             balance = client.balance(subscriber)
             expected = FUNDS_MICROS - charged[subscriber]
