@@ -14,8 +14,11 @@ from grid_client.errors import (
     RequestIdReused,
     Unavailable,
 )
-from grid_client.client import (AsyncChargingClient, ChargingClient, Credentials, RetryPolicy, make_channel,
-                                session_request_id, slot_of)
+from grid_client.channels import Credentials, make_channel
+from grid_client.client import AsyncChargingClient, ChargingClient
+from grid_client.calls import session_request_id
+from grid_client.retries import RetryPolicy
+from grid_client.routing import slot_of
 from charging.v1 import charging_pb2 as pb
 
 __all__ = [
