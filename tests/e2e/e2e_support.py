@@ -271,3 +271,35 @@ class ServingGrid:
     def stop(self) -> None:
         self.channel.close()
         self.grid.stop()
+
+
+class LostReply(grpc.RpcError, grpc.Call):
+    """What a caller sees when the answer never came back (the server may have applied the call)."""
+
+    def __init__(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
+        super().__init__(f"{code.name} (injected by the test)")
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return "injected by the test: the reply was lost"
+
+    def initial_metadata(self):
+        return ()
+
+    def trailing_metadata(self):
+        return ()
+
+    def is_active(self):
+        return False
+
+    def time_remaining(self):
+        return None
+
+    def cancel(self):
+        return False
+
+    def add_callback(self, callback):
+        return False

@@ -15,6 +15,7 @@ from charging.v1 import charging_pb2 as pb
 
 from grid.config import GridConfig
 
+from e2e_support import LostReply
 from e2e_support import FUNDS, SMS, SMS_MICROS, VOICE, VOICE_MICROS_PER_S, new_id, without_replayed
 from grid_client import (
     AsyncChargingClient,
@@ -28,38 +29,6 @@ from grid_client import (
 pytestmark = pytest.mark.slow
 
 FAST_RETRIES = RetryPolicy(attempts=3, timeout_s=10, backoff_first_s=0.01, backoff_max_s=0.05)
-
-
-class LostReply(grpc.RpcError, grpc.Call):
-    """What the caller sees when the answer never came back."""
-
-    def __init__(self, code: grpc.StatusCode) -> None:
-        super().__init__(f"{code.name} (injected by the test)")
-        self._code = code
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return "injected by the test: the reply was lost"
-
-    def initial_metadata(self):
-        return ()
-
-    def trailing_metadata(self):
-        return ()
-
-    def is_active(self):
-        return False
-
-    def time_remaining(self):
-        return None
-
-    def cancel(self):
-        return False
-
-    def add_callback(self, callback):
-        return False
 
 
 class ReplyLoser(grpc.UnaryUnaryClientInterceptor):

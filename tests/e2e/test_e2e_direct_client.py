@@ -21,6 +21,7 @@ from charging.v1 import charging_pb2_grpc as pb_grpc
 
 import grid_client
 import grid_client.client
+from e2e_support import LostReply
 from e2e_support import FUNDS, RATES, SMS, SMS_MICROS, VOICE, VOICE_MICROS_PER_S, failing, new_id
 from grid import security
 from grid.config import GridConfig
@@ -36,34 +37,6 @@ WINDOW_S = 0.005
 
 
 # ---------------------------------------------------------------- the wire
-
-
-class LostReply(grpc.RpcError, grpc.Call):
-    """What the caller sees when the server applied the call and the answer never came back."""
-
-    def code(self):
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self):
-        return "injected by the test: the reply was lost"
-
-    def initial_metadata(self):
-        return ()
-
-    def trailing_metadata(self):
-        return ()
-
-    def is_active(self):
-        return False
-
-    def time_remaining(self):
-        return None
-
-    def cancel(self):
-        return False
-
-    def add_callback(self, callback):
-        return False
 
 
 class Wire:
@@ -107,7 +80,7 @@ class _Tap(grpc.UnaryUnaryClientInterceptor):
         outcome = continuation(client_call_details, request)
         if lose:
             outcome.result()  # the server answered: it applied the call
-            raise LostReply("injected")
+            raise LostReply()
         if method == "GetShardMap" and self.wire.rewrite_map is not None and outcome.exception() is None:
             self.wire.rewrite_map(outcome.result())
         return outcome

@@ -234,20 +234,15 @@ class _Batcher:
 
     async def _settle(self, held: _Held, last_error: grpc.RpcError) -> None:
         """GetTransaction, as the unary path asks when retries ran out."""
-        try:
-            reply = await self._client._resolve(held.call, last_error)
-        except GridError as error:
-            self._finish(held, error=error)
-        except BaseException as error:
-            self._abandon([held], error)
-            if isinstance(error, asyncio.CancelledError):
-                raise
-        else:
-            self._finish(held, reply)
+        await self._answer_with(held, self._client._resolve(held.call, last_error))
 
     async def _unary(self, held: _Held) -> None:
+        await self._answer_with(held, self._client._execute(held.call))
+
+    async def _answer_with(self, held: _Held, outcome) -> None:
+        """The caller's reply or error from one awaited unary outcome."""
         try:
-            reply = await self._client._execute(held.call)
+            reply = await outcome
         except GridError as error:
             self._finish(held, error=error)
         except BaseException as error:
